@@ -1,0 +1,214 @@
+#define _GNU_SOURCE  /* memmem */
+/*
+ * Unit tests for common/: payload validation, envelope format, key names
+ * and the push script's text.  The push script's behaviour is tested
+ * against a real Redis by the module suites.
+ */
+
+#include <stdlib.h>
+#include <string.h>
+#include "check.h"
+#include "pb_envelope.h"
+#include "pb_keys.h"
+#include "pb_payload.h"
+
+
+static const char *
+reject_reason(const char *body)
+{
+    pb_payload_t  p;
+    const char   *reason = NULL;
+
+    if (pb_payload_parse(body, strlen(body), &p, &reason) == 0) {
+        pb_payload_free(&p);
+        return NULL;
+    }
+
+    return reason;
+}
+
+
+static void
+expect_reject(const char *body, const char *reason)
+{
+    const char  *got = reject_reason(body);
+
+    CHECK(got != NULL && strcmp(got, reason) == 0, body);
+    if (got != NULL && strcmp(got, reason) != 0) {
+        fprintf(stderr, "  got \"%s\", want \"%s\"\n", got, reason);
+    }
+}
+
+
+static void
+test_accepts_real_payload(void)
+{
+    FILE         *f;
+    char          buf[4096];
+    size_t        n;
+    pb_payload_t  p;
+    const char   *reason;
+
+    f = fopen(PB_SAMPLE_PAYLOAD, "rb");
+    CHECK(f != NULL, "sample payload readable");
+    if (f == NULL) {
+        return;
+    }
+
+    n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+
+    CHECK(pb_payload_parse(buf, n, &p, &reason) == 0, "sample accepted");
+    CHECK(strcmp(p.container_id, "7583362109412873") == 0,
+          "numeric containerId normalised to text");
+    CHECK(strcmp(p.agent_id, "4717388215573025") == 0, "numeric agentId");
+    CHECK(p.exit_code == 0, "exitCode");
+    CHECK(pb_payload_succeeded(&p), "finished + 0 is a success");
+    pb_payload_free(&p);
+}
+
+
+static void
+test_accepts_variants(void)
+{
+    CHECK(reject_reason("{\"containerId\":\"abc-1\",\"agentId\":\"7\","
+                        "\"exitCode\":1,\"exitMessage\":\"killed\"}") == NULL,
+          "string ids");
+    CHECK(reject_reason("{\"containerId\":1,\"agentId\":2,\"exitCode\":0,"
+                        "\"exitMessage\":\"no log timeout\",\"x\":[1,{}]}")
+          == NULL, "unknown exitMessage and extra fields kept");
+    CHECK(reject_reason(" {\"containerId\":1,\"agentId\":2,\"exitCode\":-3,"
+                        "\"exitMessage\":\"\"} \n") == NULL,
+          "whitespace around the object");
+}
+
+
+static void
+test_rejects(void)
+{
+    char  deep[256];
+    int   i;
+
+    expect_reject("", "empty body");
+    expect_reject("{", "truncated json");
+    expect_reject("nope", "invalid json");
+    expect_reject("{} {}", "trailing data after json");
+    expect_reject("[1,2]", "payload must be a json object");
+    expect_reject("\"s\"", "payload must be a json object");
+    expect_reject("{\"a\":\"\xff\"}", "invalid utf-8");
+    expect_reject("{\"a\":1,\"a\":2}", "duplicate key");
+    expect_reject("{\"a\":\"\\u0000\"}", "nul character in string");
+    expect_reject("{\"agentId\":1,\"exitCode\":0,\"exitMessage\":\"f\"}",
+                  "missing containerId");
+    expect_reject("{\"containerId\":\"\",\"agentId\":1,\"exitCode\":0,"
+                  "\"exitMessage\":\"f\"}",
+                  "containerId must be a non-empty id string or an integer");
+    expect_reject("{\"containerId\":1.5,\"agentId\":1,\"exitCode\":0,"
+                  "\"exitMessage\":\"f\"}",
+                  "containerId must be a non-empty id string or an integer");
+    expect_reject("{\"containerId\":\"a b\",\"agentId\":1,\"exitCode\":0,"
+                  "\"exitMessage\":\"f\"}",
+                  "containerId must be a non-empty id string or an integer");
+    expect_reject("{\"containerId\":-1,\"agentId\":1,\"exitCode\":0,"
+                  "\"exitMessage\":\"f\"}",
+                  "containerId must be a non-empty id string or an integer");
+    expect_reject("{\"containerId\":1,\"exitCode\":0,\"exitMessage\":\"f\"}",
+                  "missing agentId");
+    expect_reject("{\"containerId\":1,\"agentId\":null,\"exitCode\":0,"
+                  "\"exitMessage\":\"f\"}",
+                  "agentId must be a non-empty id string or an integer");
+    expect_reject("{\"containerId\":1,\"agentId\":1,\"exitMessage\":\"f\"}",
+                  "missing exitCode");
+    expect_reject("{\"containerId\":1,\"agentId\":1,\"exitCode\":\"0\","
+                  "\"exitMessage\":\"f\"}", "exitCode must be an integer");
+    expect_reject("{\"containerId\":1,\"agentId\":1,\"exitCode\":0}",
+                  "missing exitMessage");
+    expect_reject("{\"containerId\":1,\"agentId\":1,\"exitCode\":0,"
+                  "\"exitMessage\":3}", "exitMessage must be a string");
+    expect_reject("{\"containerId\":99999999999999999999,\"agentId\":1}",
+                  "number out of range");
+
+    for (i = 0; i < 40; i++) {
+        deep[i] = '[';
+    }
+    deep[i] = '\0';
+    expect_reject(deep, "json nested too deeply");
+
+    /* brackets inside strings are not nesting */
+    CHECK(reject_reason("{\"containerId\":1,\"agentId\":1,\"exitCode\":0,"
+                        "\"exitMessage\":\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+                        "[[[[[[[[[[[[[[[\\\"[[[[\"}") == NULL,
+          "brackets in strings do not count as depth");
+}
+
+
+static void
+test_envelope_roundtrip(void)
+{
+    const char     *body = "{\"containerId\":42,\"agentId\":\"a1\","
+                           "\"exitCode\":0,\"exitMessage\":\"finished\","
+                           "\"runDuration\":1.50}";
+    const char     *queue = "q\"\xc3\xa9";
+    char            buf[512];
+    size_t          n;
+    pb_envelope_t   env;
+    const char     *reason = NULL;
+
+    n = pb_envelope_head(buf, 10, "id", 2, 1, queue, strlen(queue));
+    CHECK(n == 0, "head refuses a buffer too small");
+
+    n = pb_envelope_head(buf, sizeof(buf), "0123abcd", 8, 1700000000123LL,
+                         queue, strlen(queue));
+    CHECK(n > 0, "head written");
+    memcpy(buf + n, body, strlen(body));
+    n += strlen(body);
+    memcpy(buf + n, PB_ENVELOPE_TAIL, PB_ENVELOPE_TAIL_LEN);
+    n += PB_ENVELOPE_TAIL_LEN;
+
+    CHECK(memmem(buf, n, "\"runDuration\":1.50}", 19) != NULL,
+          "payload bytes embedded verbatim");
+
+    CHECK(pb_envelope_parse(buf, n, &env, &reason) == 0, "envelope parses");
+    if (reason == NULL) {
+        CHECK(strcmp(env.id, "0123abcd") == 0, "id");
+        CHECK(strcmp(env.queue, "q\"\xc3\xa9") == 0, "queue escaped");
+        CHECK(env.received_at_ms == 1700000000123LL, "received_at");
+        CHECK(strcmp(env.payload.container_id, "42") == 0, "payload checked");
+        pb_envelope_free(&env);
+    }
+
+    CHECK(pb_envelope_parse("{\"id\":\"x\"}", 10, &env, &reason) != 0,
+          "envelope without payload rejected");
+    body = "{\"id\":\"x\",\"queue\":\"q\",\"received_at\":1,\"payload\":{}}";
+    CHECK(pb_envelope_parse(body, strlen(body), &env, &reason) != 0
+          && strcmp(reason, "missing containerId") == 0,
+          "envelope payload validated with the module's rules");
+}
+
+
+static void
+test_keys(void)
+{
+    char  buf[64];
+
+    CHECK(pb_key_join(buf, sizeof(buf), PB_DEFAULT_QUEUE, PB_SEEN_INFIX,
+                      "123") == strlen("phantombuster:webhooks:seen:123"),
+          "seen key length");
+    CHECK(strcmp(buf, "phantombuster:webhooks:seen:123") == 0, "seen key");
+    CHECK(pb_key_join(buf, 8, "abcd", ":x:", "ef") == 0,
+          "join refuses a buffer too small");
+    CHECK(strstr(pb_lua_push_webhook, "LPUSH") != NULL, "script pushes");
+}
+
+
+int
+main(void)
+{
+    test_accepts_real_payload();
+    test_accepts_variants();
+    test_rejects();
+    test_envelope_roundtrip();
+    test_keys();
+
+    return CHECK_DONE("common");
+}
