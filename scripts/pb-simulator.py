@@ -652,6 +652,7 @@ def main(argv=None):
     except ValueError as e:
         p.error(str(e))
     Handler.sim = sim
+    ThreadingHTTPServer.request_queue_size = 128  # listen backlog: bursts of launches
     server = ThreadingHTTPServer(("127.0.0.1", a.port), Handler)
     server.daemon_threads = True
     stop = threading.Event()
