@@ -124,7 +124,7 @@ class SimCase(unittest.TestCase):
     def launch(self, agent="4717388215573025", **extra):
         return self.api("POST", "/agents/launch", dict({"id": agent}, **extra))
 
-    def wait_idle(self, timeout=5):
+    def wait_idle(self, timeout=15):
         end = time.time() + timeout
         while time.time() < end:
             if self.stats()["running"] == 0:
@@ -143,6 +143,7 @@ class SimCase(unittest.TestCase):
         self.assertEqual(self.stats()["http_401_sent"], 2)
 
     def test_launch_and_container_lifecycle(self):
+        self.ctl("config", {"run_seconds": 1.0})
         st, _, body = self.launch(argument={"company": "Acme"})
         self.assertEqual(st, 200)
         self.assertEqual(list(body), ["containerId"])
@@ -191,6 +192,7 @@ class SimCase(unittest.TestCase):
         self.assertEqual(self.api("GET", "/orgs/fetch-resources")[0], 200)
 
     def test_parallelism_refusal(self):
+        self.ctl("config", {"run_seconds": 10})  # long enough to stay running on a loaded machine
         self.assertEqual(self.launch()[0], 200)
         st, _, body = self.launch(agent="999")
         self.assertEqual(st, 400)
@@ -207,7 +209,6 @@ class SimCase(unittest.TestCase):
         self.assertEqual(self.launch(agent="777")[0], 429)
         s = self.stats()
         self.assertEqual((s["launches"], s["launch_refusals"], s["max_concurrent_observed"]), (3, 3, 3))
-        self.wait_idle()
 
     def test_webhook_payload(self):
         st, _, body = self.launch(argument={"company": "Acme"})
@@ -341,6 +342,7 @@ class SimCase(unittest.TestCase):
         self.assertEqual((s["http_5xx_sent"], s["hangs"], s["launches"]), (2, 1, 1))
 
     def test_stats_shape_and_reset(self):
+        self.ctl("config", {"run_seconds": 10})
         self.launch()
         s = self.stats()
         for k in ("calls", "launches", "launch_refusals", "http_429_sent", "http_5xx_sent", "polls",
