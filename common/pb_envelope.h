@@ -19,10 +19,12 @@
 
 /*
  * Upper bound of the head's length for an id and queue name of the given
- * lengths (every byte may need a 6-byte \u escape).
+ * lengths (every byte may need a 6-byte \u escape).  The fixed text is 45
+ * bytes and received_at up to 20 ("-9223372036854775808"); 80 leaves room
+ * for snprintf's NUL.
  */
 #define PB_ENVELOPE_HEAD_MAX(id_len, queue_len)                               \
-    (64 + 6 * (id_len) + 6 * (queue_len))
+    (80 + 6 * (id_len) + 6 * (queue_len))
 
 /*
  * Writes the envelope's head, everything before the payload bytes, into
