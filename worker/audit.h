@@ -7,7 +7,11 @@
  *
  * Every update is an idempotent upsert keyed on job_id: replaying an update
  * (a worker that died after writing but before acknowledging in Redis)
- * changes nothing, and a status never moves backwards.
+ * changes nothing, and a status never moves backwards.  Schema, status
+ * ranks and metadata keys: docs/audit-log.md.
+ *
+ * A handle is not thread-safe: one per thread.  Errors never contain the
+ * database URL (it may hold a password).
  */
 
 #ifndef PB_AUDIT_H
@@ -33,14 +37,41 @@ typedef struct {
                                        row's metadata, or NULL */
 } pb_audit_update_t;
 
-/* Opens the backend named by url; NULL with err filled on failure. */
+/*
+ * Opens the backend named by url; NULL with err filled on failure (bad or
+ * unsupported URL, SQLite file that cannot be opened).  PostgreSQL
+ * connects lazily: an unreachable server is not an open failure, the
+ * calls below return PB_AUDIT_RETRY until it is back.
+ */
 pb_audit_t *pb_audit_open(const char *url, char *err, size_t err_len);
 
-/* Applies the idempotent migrations (scripts/migrations/). */
+/*
+ * Applies the idempotent migrations (scripts/migrations/, embedded at build
+ * time).  Safe to run on every start, by several processes at once, and on
+ * the Rails app's existing table.
+ */
 pb_audit_rc_t pb_audit_migrate(pb_audit_t *audit, char *err, size_t err_len);
 
+/*
+ * Upserts the job's row.  status must be one of the statuses above and only
+ * moves forward (pending < phantom_launched < webhook_received < the
+ * terminal statuses, which are final); an older status still merges its
+ * other fields.  NULL fields keep what the row has; metadata must be a
+ * JSON object and is merged key by key.  PB_AUDIT_FAIL for bad input
+ * (unknown status, metadata not an object, payload not JSON).
+ */
 pb_audit_rc_t pb_audit_apply(pb_audit_t *audit, const pb_audit_update_t *u,
     char *err, size_t err_len);
+
+/*
+ * The one way back: moves a job whose status is failed, timed_out or
+ * dead_lettered to pending again (pbctl dlq retry), merging metadata (a
+ * JSON object or NULL).  A job in any other status is left as it is, so a
+ * replayed reset cannot undo progress; a job without a row gets a pending
+ * row.
+ */
+pb_audit_rc_t pb_audit_reset(pb_audit_t *audit, const char *job_id,
+    const char *metadata, char *err, size_t err_len);
 
 void pb_audit_close(pb_audit_t *audit);
 

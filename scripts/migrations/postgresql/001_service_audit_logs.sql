@@ -9,6 +9,12 @@
 -- is not safe against a concurrent CREATE, so serialise the migrators.
 SELECT pg_advisory_xact_lock(72530001);
 
+-- ALTER TABLE takes an exclusive lock even when the column exists.  On the
+-- Rails app's busy table, queueing behind a long transaction would stall
+-- every Rails query behind us: give up instead (pb-worker reports RETRY,
+-- SQLSTATE 55P03, and tries again later).
+SET LOCAL lock_timeout = '3s';
+
 -- Timestamps are "timestamp without time zone" holding UTC, as Rails
 -- creates them; the worker's sessions run with TimeZone=UTC.
 CREATE TABLE IF NOT EXISTS service_audit_logs (

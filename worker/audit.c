@@ -1,0 +1,240 @@
+/*
+ * The audit log's front: picks the backend from the URL, checks input the
+ * same way for both backends, and owns the embedded migrations.  The SQL
+ * lives in audit_sqlite.c and audit_pg.c.
+ */
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit.h"
+#include "audit_backend.h"
+#include "audit_migrations.h"
+
+struct pb_audit_s {
+    const pb_audit_backend_t    *backend;
+    const pb_audit_migration_t  *migrations;
+    void                        *db;
+};
+
+static const struct {
+    const char  *status;
+    int          rank;
+} pb_audit_ranks[] = {
+    { "pending", 1 },
+    { "phantom_launched", 2 },
+    { "webhook_received", 3 },
+    { "success", 4 },
+    { "failed", 4 },
+    { "timed_out", 4 },
+    { "dead_lettered", 4 },
+};
+
+int
+pb_audit_status_rank(const char *status)
+{
+    size_t  i;
+
+    if (status == NULL) {
+        return 0;
+    }
+
+    for (i = 0; i < sizeof(pb_audit_ranks) / sizeof(pb_audit_ranks[0]); i++) {
+        if (strcmp(status, pb_audit_ranks[i].status) == 0) {
+            return pb_audit_ranks[i].rank;
+        }
+    }
+
+    return 0;
+}
+
+void
+pb_audit_seterr(char *err, size_t err_len, const char *fmt, ...)
+{
+    va_list  ap;
+    size_t   n;
+
+    if (err == NULL || err_len == 0) {
+        return;
+    }
+
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+
+    /* libpq and sqlite messages often end in a newline; log lines don't. */
+    n = strlen(err);
+    while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == '\r'
+                     || err[n - 1] == ' '))
+    {
+        err[--n] = '\0';
+    }
+}
+
+static int
+pb_audit_has_prefix(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+pb_audit_t *
+pb_audit_open(const char *url, char *err, size_t err_len)
+{
+    const pb_audit_backend_t    *backend;
+    const pb_audit_migration_t  *migrations;
+    pb_audit_t                  *audit;
+
+    if (url == NULL || url[0] == '\0') {
+        pb_audit_seterr(err, err_len, "audit: empty database URL "
+            "(want sqlite:PATH or postgresql://...)");
+        return NULL;
+    }
+
+    /* Never echo the URL itself: it may carry a password. */
+    if (pb_audit_has_prefix(url, "sqlite:")) {
+        backend = &pb_audit_sqlite_backend;
+        migrations = pb_audit_migrations_sqlite;
+
+    } else if (pb_audit_has_prefix(url, "postgresql://")
+               || pb_audit_has_prefix(url, "postgres://"))
+    {
+        backend = &pb_audit_pg_backend;
+        migrations = pb_audit_migrations_postgresql;
+
+    } else {
+        pb_audit_seterr(err, err_len, "audit: unsupported database URL "
+            "scheme (want sqlite:PATH or postgresql://...)");
+        return NULL;
+    }
+
+    audit = calloc(1, sizeof(*audit));
+    if (audit == NULL) {
+        pb_audit_seterr(err, err_len, "audit: out of memory");
+        return NULL;
+    }
+
+    audit->backend = backend;
+    audit->migrations = migrations;
+    audit->db = backend->open(url, err, err_len);
+
+    if (audit->db == NULL) {
+        free(audit);
+        return NULL;
+    }
+
+    return audit;
+}
+
+pb_audit_rc_t
+pb_audit_migrate(pb_audit_t *audit, char *err, size_t err_len)
+{
+    const pb_audit_migration_t  *m;
+    pb_audit_rc_t                rc;
+
+    if (audit == NULL) {
+        pb_audit_seterr(err, err_len, "audit: no handle");
+        return PB_AUDIT_FAIL;
+    }
+
+    rc = PB_AUDIT_OK;
+
+    for (m = audit->migrations; m->name != NULL; m++) {
+        rc = audit->backend->migrate(audit->db, m, err, err_len);
+        if (rc != PB_AUDIT_OK) {
+            break;
+        }
+    }
+
+    return rc;
+}
+
+/*
+ * Metadata is merged key by key, which only means something for an
+ * object; an array would be concatenated by PostgreSQL's || and rejected
+ * by SQLite's json_patch, so refuse it here for both.  Whether the text is
+ * valid JSON is left to the database.
+ */
+static int
+pb_audit_is_object(const char *json)
+{
+    while (*json == ' ' || *json == '\t' || *json == '\n' || *json == '\r') {
+        json++;
+    }
+
+    return *json == '{';
+}
+
+static pb_audit_rc_t
+pb_audit_check(pb_audit_t *audit, const char *job_id, const char *metadata,
+    char *err, size_t err_len)
+{
+    if (audit == NULL) {
+        pb_audit_seterr(err, err_len, "audit: no handle");
+        return PB_AUDIT_FAIL;
+    }
+
+    if (job_id == NULL || job_id[0] == '\0') {
+        pb_audit_seterr(err, err_len, "audit: job_id is required");
+        return PB_AUDIT_FAIL;
+    }
+
+    if (metadata != NULL && !pb_audit_is_object(metadata)) {
+        pb_audit_seterr(err, err_len, "audit: job %s: metadata must be a "
+            "JSON object", job_id);
+        return PB_AUDIT_FAIL;
+    }
+
+    return PB_AUDIT_OK;
+}
+
+pb_audit_rc_t
+pb_audit_apply(pb_audit_t *audit, const pb_audit_update_t *u, char *err,
+    size_t err_len)
+{
+    pb_audit_rc_t  rc;
+
+    if (u == NULL) {
+        pb_audit_seterr(err, err_len, "audit: no update");
+        return PB_AUDIT_FAIL;
+    }
+
+    rc = pb_audit_check(audit, u->job_id, u->metadata, err, err_len);
+    if (rc != PB_AUDIT_OK) {
+        return rc;
+    }
+
+    if (pb_audit_status_rank(u->status) == 0) {
+        pb_audit_seterr(err, err_len, "audit: job %s: unknown status \"%s\"",
+            u->job_id, u->status ? u->status : "(null)");
+        return PB_AUDIT_FAIL;
+    }
+
+    return audit->backend->apply(audit->db, u, err, err_len);
+}
+
+pb_audit_rc_t
+pb_audit_reset(pb_audit_t *audit, const char *job_id, const char *metadata,
+    char *err, size_t err_len)
+{
+    pb_audit_rc_t  rc;
+
+    rc = pb_audit_check(audit, job_id, metadata, err, err_len);
+    if (rc != PB_AUDIT_OK) {
+        return rc;
+    }
+
+    return audit->backend->reset(audit->db, job_id, metadata, err, err_len);
+}
+
+void
+pb_audit_close(pb_audit_t *audit)
+{
+    if (audit == NULL) {
+        return;
+    }
+
+    audit->backend->close(audit->db);
+    free(audit);
+}

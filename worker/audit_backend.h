@@ -1,0 +1,63 @@
+/*
+ * Private to the audit log: what audit.c (URL dispatch, input checks)
+ * shares with the two backends.  Not for the rest of the worker.
+ */
+
+#ifndef PB_AUDIT_BACKEND_H
+#define PB_AUDIT_BACKEND_H
+
+#include <stddef.h>
+
+#include "audit.h"
+
+typedef struct {
+    const char  *name;      /* file name, for error messages */
+    const char  *sql;
+} pb_audit_migration_t;
+
+typedef struct {
+    const char  *name;
+    void          *(*open)(const char *url, char *err, size_t err_len);
+    pb_audit_rc_t  (*migrate)(void *db, const pb_audit_migration_t *m,
+                       char *err, size_t err_len);
+    pb_audit_rc_t  (*apply)(void *db, const pb_audit_update_t *u,
+                       char *err, size_t err_len);
+    pb_audit_rc_t  (*reset)(void *db, const char *job_id,
+                       const char *metadata, char *err, size_t err_len);
+    void           (*close)(void *db);
+} pb_audit_backend_t;
+
+extern const pb_audit_backend_t  pb_audit_sqlite_backend;
+extern const pb_audit_backend_t  pb_audit_pg_backend;
+
+#define PB_AUDIT_SERVICE_NAME  "phantombuster"
+
+/*
+ * The status rank as an SQL expression over column col, identical in both
+ * dialects: the upserts compare ranks so a status only moves forward.
+ * Keep in step with pb_audit_status_rank() in audit.c.  A status the
+ * worker never writes (a Rails row, say) ranks 0.
+ */
+#define PB_AUDIT_RANK_SQL(col)                                              \
+    "(CASE " col                                                            \
+    " WHEN 'pending' THEN 1"                                                \
+    " WHEN 'phantom_launched' THEN 2"                                       \
+    " WHEN 'webhook_received' THEN 3"                                       \
+    " WHEN 'success' THEN 4 WHEN 'failed' THEN 4"                           \
+    " WHEN 'timed_out' THEN 4 WHEN 'dead_lettered' THEN 4"                  \
+    " ELSE 0 END)"
+
+/* The statuses pb_audit_reset moves back to pending. */
+#define PB_AUDIT_RESETTABLE_SQL  "('failed', 'timed_out', 'dead_lettered')"
+
+/* 1..4 for a known status, 0 otherwise. */
+int pb_audit_status_rank(const char *status);
+
+/* snprintf into err (when err is not NULL), without a trailing newline. */
+void pb_audit_seterr(char *err, size_t err_len, const char *fmt, ...)
+#ifdef __GNUC__
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+#endif /* PB_AUDIT_BACKEND_H */

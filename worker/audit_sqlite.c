@@ -1,0 +1,416 @@
+/*
+ * The SQLite audit backend ("sqlite:PATH"), the embedded default.
+ *
+ * WAL mode so pbctl and other readers never block the worker (nor it
+ * them), and a busy timeout so a short write by another process (a second
+ * pb-worker, a migration) is waited out rather than failed.  A lock still
+ * held after that is PB_AUDIT_RETRY: the worker keeps the payload in Redis
+ * and tries again.  Needs SQLite >= 3.24 (upsert) with JSON functions.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "audit.h"
+#include "audit_backend.h"
+
+#define PB_SQLITE_BUSY_TIMEOUT_MS  2000
+#define PB_SQLITE_MIN_VERSION      3024000
+
+/* Rails' sqlite3 adapter writes datetimes as UTC text like this. */
+#define PB_SQLITE_NOW  "strftime('%Y-%m-%d %H:%M:%f', 'now')"
+
+#define T  "service_audit_logs."
+
+/*
+ * The upsert.  Status moves only forward (by rank); agent, container and
+ * payload are set when given and kept when NULL; metadata is merged with
+ * json_patch.  The WHERE makes a replay a true no-op: when nothing would
+ * change, the row (updated_at included) is not touched.
+ */
+static const char pb_sqlite_apply_sql[] =
+    "INSERT INTO service_audit_logs (job_id, service_name, agent_id, status,"
+    " phantom_container_id, webhook_payload, metadata, created_at,"
+    " updated_at)"
+    " VALUES (?1, '" PB_AUDIT_SERVICE_NAME "', ?2, ?3, ?4, json(?5),"
+    " json(COALESCE(?6, '{}')), " PB_SQLITE_NOW ", " PB_SQLITE_NOW ")"
+    " ON CONFLICT (job_id) DO UPDATE SET"
+    " agent_id = COALESCE(excluded.agent_id, " T "agent_id),"
+    " status = CASE WHEN " PB_AUDIT_RANK_SQL("excluded.status")
+        " > " PB_AUDIT_RANK_SQL(T "status")
+        " THEN excluded.status ELSE " T "status END,"
+    " phantom_container_id = COALESCE(excluded.phantom_container_id, "
+        T "phantom_container_id),"
+    " webhook_payload = COALESCE(excluded.webhook_payload, "
+        T "webhook_payload),"
+    " metadata = json_patch(COALESCE(" T "metadata, '{}'), excluded.metadata),"
+    " updated_at = excluded.updated_at"
+    " WHERE " PB_AUDIT_RANK_SQL("excluded.status")
+        " > " PB_AUDIT_RANK_SQL(T "status")
+    " OR (excluded.agent_id IS NOT NULL"
+        " AND excluded.agent_id IS NOT " T "agent_id)"
+    " OR (excluded.phantom_container_id IS NOT NULL"
+        " AND excluded.phantom_container_id IS NOT " T "phantom_container_id)"
+    " OR (excluded.webhook_payload IS NOT NULL"
+        " AND excluded.webhook_payload IS NOT " T "webhook_payload)"
+    " OR json_patch(COALESCE(" T "metadata, '{}'), excluded.metadata)"
+        " IS NOT COALESCE(" T "metadata, '{}')";
+
+/* Back to pending, only from a failed status (see pb_audit_reset). */
+static const char pb_sqlite_reset_sql[] =
+    "INSERT INTO service_audit_logs (job_id, service_name, status, metadata,"
+    " created_at, updated_at)"
+    " VALUES (?1, '" PB_AUDIT_SERVICE_NAME "', 'pending',"
+    " json(COALESCE(?2, '{}')), " PB_SQLITE_NOW ", " PB_SQLITE_NOW ")"
+    " ON CONFLICT (job_id) DO UPDATE SET"
+    " status = 'pending',"
+    " metadata = json_patch(COALESCE(" T "metadata, '{}'), excluded.metadata),"
+    " updated_at = excluded.updated_at"
+    " WHERE " T "status IN " PB_AUDIT_RESETTABLE_SQL;
+
+static pb_audit_rc_t
+pb_sqlite_rc(int rc)
+{
+    /*
+     * Locks and I/O trouble pass; everything else (SQL errors, malformed
+     * JSON, constraint violations) will fail the same way next time.
+     */
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_DONE:
+    case SQLITE_ROW:
+        return PB_AUDIT_OK;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PROTOCOL:
+        return PB_AUDIT_RETRY;
+    default:
+        return PB_AUDIT_FAIL;
+    }
+}
+
+static void *
+pb_sqlite_open(const char *url, char *err, size_t err_len)
+{
+    const char  *path;
+    sqlite3     *db;
+    int          rc;
+
+    path = url + sizeof("sqlite:") - 1;
+
+    /* Accept sqlite:///abs/path too, the form other tools write. */
+    if (path[0] == '/' && path[1] == '/') {
+        path += 2;
+    }
+
+    if (path[0] == '\0') {
+        pb_audit_seterr(err, err_len, "audit: sqlite URL has no path "
+            "(want sqlite:PATH)");
+        return NULL;
+    }
+
+    if (sqlite3_libversion_number() < PB_SQLITE_MIN_VERSION) {
+        pb_audit_seterr(err, err_len, "audit: SQLite %s is too old "
+            "(need 3.24 or later for upserts)", sqlite3_libversion());
+        return NULL;
+    }
+
+    db = NULL;
+    rc = sqlite3_open_v2(path, &db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc != SQLITE_OK) {
+        goto failed;
+    }
+
+    sqlite3_extended_result_codes(db, 1);
+    sqlite3_busy_timeout(db, PB_SQLITE_BUSY_TIMEOUT_MS);
+
+    /* Persistent in the file: readers and the worker stop blocking each
+     * other.  Also the first statement to notice a file that is not a
+     * database. */
+    rc = sqlite3_exec(db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        goto failed;
+    }
+
+    return db;
+
+failed:
+
+    pb_audit_seterr(err, err_len, "audit: cannot open sqlite database %s: %s",
+        path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    sqlite3_close(db);
+    return NULL;
+}
+
+/* Skips blanks and "--" comments, so statement text starts at a keyword. */
+static const char *
+pb_sqlite_skip(const char *p)
+{
+    for ( ;; ) {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') {
+            p++;
+        }
+
+        if (p[0] != '-' || p[1] != '-') {
+            return p;
+        }
+
+        while (*p != '\0' && *p != '\n') {
+            p++;
+        }
+    }
+}
+
+static int
+pb_sqlite_is_ident(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+           || (c >= '0' && c <= '9') || c == '_';
+}
+
+/* Matches keyword w (case-insensitive) at p; the text after it, or NULL. */
+static const char *
+pb_sqlite_word(const char *p, const char *w)
+{
+    p = pb_sqlite_skip(p);
+
+    for ( ; *w != '\0'; p++, w++) {
+        if ((*p | 0x20) != (*w | 0x20)) {
+            return NULL;
+        }
+    }
+
+    return pb_sqlite_is_ident(*p) ? NULL : p;
+}
+
+/* Copies an identifier at p into buf; the text after it, or NULL. */
+static const char *
+pb_sqlite_ident(const char *p, char *buf, size_t len)
+{
+    size_t  n;
+
+    p = pb_sqlite_skip(p);
+
+    for (n = 0; pb_sqlite_is_ident(p[n]); n++) {
+        if (n + 1 >= len) {
+            return NULL;
+        }
+        buf[n] = p[n];
+    }
+
+    buf[n] = '\0';
+    return n ? p + n : NULL;
+}
+
+/*
+ * SQLite has no ADD COLUMN IF NOT EXISTS.  For a statement of the form
+ * "ALTER TABLE t ADD COLUMN c ..." sets *skip when t already has c.
+ */
+static pb_audit_rc_t
+pb_sqlite_add_column_exists(sqlite3 *db, const char *sql, int *skip,
+    char *err, size_t err_len)
+{
+    char           table[64], column[64];
+    const char    *p;
+    sqlite3_stmt  *st;
+    int            rc;
+
+    *skip = 0;
+
+    p = pb_sqlite_word(sql, "ALTER");
+    p = p ? pb_sqlite_word(p, "TABLE") : NULL;
+    p = p ? pb_sqlite_ident(p, table, sizeof(table)) : NULL;
+    p = p ? pb_sqlite_word(p, "ADD") : NULL;
+    p = p ? pb_sqlite_word(p, "COLUMN") : NULL;
+    p = p ? pb_sqlite_ident(p, column, sizeof(column)) : NULL;
+
+    if (p == NULL) {
+        return PB_AUDIT_OK;
+    }
+
+    st = NULL;
+    rc = sqlite3_prepare_v2(db,
+            "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2",
+            -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, column, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        *skip = (rc == SQLITE_ROW);
+    }
+
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        pb_audit_seterr(err, err_len, "audit: sqlite: table_info(%s): %s",
+            table, sqlite3_errmsg(db));
+        sqlite3_finalize(st);
+        return pb_sqlite_rc(rc);
+    }
+
+    sqlite3_finalize(st);
+    return PB_AUDIT_OK;
+}
+
+/* Runs every statement of one migration file, in the caller's transaction. */
+static pb_audit_rc_t
+pb_sqlite_run_script(sqlite3 *db, const pb_audit_migration_t *m, char *err,
+    size_t err_len)
+{
+    const char     *p, *tail;
+    sqlite3_stmt   *st;
+    pb_audit_rc_t   rc;
+    int             src, skip;
+
+    for (p = pb_sqlite_skip(m->sql); *p != '\0'; p = pb_sqlite_skip(tail)) {
+
+        rc = pb_sqlite_add_column_exists(db, p, &skip, err, err_len);
+        if (rc != PB_AUDIT_OK) {
+            return rc;
+        }
+
+        if (skip) {
+            /* The migration files keep ";" out of ALTER statements. */
+            tail = strchr(p, ';');
+            tail = tail ? tail + 1 : p + strlen(p);
+            continue;
+        }
+
+        st = NULL;
+        src = sqlite3_prepare_v2(db, p, -1, &st, &tail);
+        if (src == SQLITE_OK && st != NULL) {
+            while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+                /* PRAGMAs and SELECTs: the rows are not needed */
+            }
+        }
+
+        if (src != SQLITE_OK && src != SQLITE_DONE) {
+            pb_audit_seterr(err, err_len, "audit: sqlite migration %s: %s",
+                m->name, sqlite3_errmsg(db));
+            sqlite3_finalize(st);
+            return pb_sqlite_rc(src);
+        }
+
+        sqlite3_finalize(st);
+    }
+
+    return PB_AUDIT_OK;
+}
+
+static pb_audit_rc_t
+pb_sqlite_migrate(void *handle, const pb_audit_migration_t *m, char *err,
+    size_t err_len)
+{
+    sqlite3        *db = handle;
+    pb_audit_rc_t   rc;
+    int             src;
+
+    /* IMMEDIATE: take the write lock up front, so two workers migrating
+     * at once queue behind each other instead of deadlocking. */
+    src = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (src != SQLITE_OK) {
+        pb_audit_seterr(err, err_len, "audit: sqlite migration %s: %s",
+            m->name, sqlite3_errmsg(db));
+        return pb_sqlite_rc(src);
+    }
+
+    rc = pb_sqlite_run_script(db, m, err, err_len);
+
+    if (rc == PB_AUDIT_OK) {
+        src = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+        if (src != SQLITE_OK) {
+            pb_audit_seterr(err, err_len, "audit: sqlite migration %s: "
+                "commit: %s", m->name, sqlite3_errmsg(db));
+            rc = pb_sqlite_rc(src);
+        }
+    }
+
+    if (rc != PB_AUDIT_OK && !sqlite3_get_autocommit(db)) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    }
+
+    return rc;
+}
+
+/* Prepares sql, binds the n texts (NULL binds NULL) and steps it once. */
+static pb_audit_rc_t
+pb_sqlite_exec(sqlite3 *db, const char *sql, const char *const *values,
+    int n, const char *job_id, char *err, size_t err_len)
+{
+    sqlite3_stmt  *st;
+    int            rc, i;
+
+    st = NULL;
+    rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+
+    if (rc == SQLITE_OK) {
+        for (i = 0; i < n && rc == SQLITE_OK; i++) {
+            rc = sqlite3_bind_text(st, i + 1, values[i], -1, SQLITE_STATIC);
+        }
+    }
+
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+    }
+
+    if (rc != SQLITE_DONE) {
+        pb_audit_seterr(err, err_len, "audit: sqlite: job %s: %s%s", job_id,
+            sqlite3_errmsg(db),
+            (rc & 0xff) == SQLITE_ERROR
+            && sqlite3_strglob("no such table*", sqlite3_errmsg(db)) == 0
+            ? " (run the migrations)" : "");
+    }
+
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? PB_AUDIT_OK : pb_sqlite_rc(rc);
+}
+
+static pb_audit_rc_t
+pb_sqlite_apply(void *handle, const pb_audit_update_t *u, char *err,
+    size_t err_len)
+{
+    const char  *values[6];
+
+    values[0] = u->job_id;
+    values[1] = u->agent_id;
+    values[2] = u->status;
+    values[3] = u->container_id;
+    values[4] = u->webhook_payload;
+    values[5] = u->metadata;
+
+    return pb_sqlite_exec(handle, pb_sqlite_apply_sql, values, 6, u->job_id,
+                          err, err_len);
+}
+
+static pb_audit_rc_t
+pb_sqlite_reset(void *handle, const char *job_id, const char *metadata,
+    char *err, size_t err_len)
+{
+    const char  *values[2];
+
+    values[0] = job_id;
+    values[1] = metadata;
+
+    return pb_sqlite_exec(handle, pb_sqlite_reset_sql, values, 2, job_id,
+                          err, err_len);
+}
+
+static void
+pb_sqlite_close(void *handle)
+{
+    sqlite3_close(handle);
+}
+
+const pb_audit_backend_t  pb_audit_sqlite_backend = {
+    "sqlite",
+    pb_sqlite_open,
+    pb_sqlite_migrate,
+    pb_sqlite_apply,
+    pb_sqlite_reset,
+    pb_sqlite_close
+};
