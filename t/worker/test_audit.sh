@@ -26,7 +26,8 @@ fi
 
 pq_cflags=$(pkg-config --cflags libpq 2>/dev/null || echo "-I$(pg_config --includedir)")
 
-${CC:-cc} -std=c99 -Wall -Wextra -Werror -g -O1 $pq_cflags -Iworker \
+${CC:-cc} -std=gnu99 -g -O2 -Wall -Wextra -Werror -Wstrict-prototypes -Wwrite-strings \
+    $pq_cflags -Iworker \
     worker/audit.c worker/audit_sqlite.c worker/audit_pg.c \
     t/worker/test_audit.c -o "$out/test_audit" -lpq -lsqlite3
 
