@@ -45,6 +45,8 @@ run_suite() {
 }
 
 run_suite unit make -s unit
+run_suite audit t/worker/test_audit.sh
+run_suite sim t/sim/run.sh
 
 echo
 if [ ${#failed_suites[@]} -gt 0 ]; then
