@@ -1,0 +1,729 @@
+
+/*
+ * Copyright (C) The phantombuster module authors
+ *
+ * hiredis's async API wired into nginx's event loop: one persistent
+ * connection per worker and Redis server, shared by every request of that
+ * worker (their pushes are pipelined), reconnected with capped backoff and
+ * jitter.  hiredis 0.14 has no timers of its own: the connect timeout here
+ * and the per-request reply timeout in the handler are nginx timers.
+ *
+ * Ownership rules that keep this safe:
+ *
+ *  - hiredis owns the socket and closes it in redisFree(); our cleanup hook
+ *    only gives back nginx's connection slot and sets its fd to -1, so the
+ *    descriptor is never closed twice;
+ *  - the context can be freed from inside any redisAsyncHandle*() call, so
+ *    the event handlers never touch it, or the connection, afterwards;
+ *  - events are registered level-triggered: hiredis reads at most 16 KiB
+ *    per call, and a level-triggered descriptor is reported again for
+ *    whatever was left, where an edge-triggered one would not be;
+ *  - a request is never hiredis's privdata: an op is, and the request's
+ *    cleanup detaches it (see ngx_http_phantombuster_redis.h).
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+#include <ngx_http.h>
+
+#include "pb_keys.h"
+#include "ngx_http_phantombuster_redis.h"
+
+
+#define NGX_HTTP_PHANTOMBUSTER_BACKOFF_MIN  100
+#define NGX_HTTP_PHANTOMBUSTER_BACKOFF_MAX  5000
+
+
+static ngx_int_t ngx_http_phantombuster_redis_connect(
+    ngx_http_phantombuster_redis_t *rs);
+static void ngx_http_phantombuster_redis_setup(
+    ngx_http_phantombuster_redis_t *rs, redisAsyncContext *ac);
+static void ngx_http_phantombuster_redis_setup_reply(redisAsyncContext *ac,
+    void *reply, void *privdata);
+static void ngx_http_phantombuster_redis_connected(
+    const redisAsyncContext *ac, int status);
+static void ngx_http_phantombuster_redis_disconnected(
+    const redisAsyncContext *ac, int status);
+static ngx_int_t ngx_http_phantombuster_redis_send(
+    ngx_http_phantombuster_redis_t *rs, redisAsyncContext *ac,
+    ngx_http_phantombuster_op_t *op, ngx_uint_t eval);
+static void ngx_http_phantombuster_redis_reply(redisAsyncContext *ac,
+    void *reply, void *privdata);
+static void ngx_http_phantombuster_redis_read_handler(ngx_event_t *ev);
+static void ngx_http_phantombuster_redis_write_handler(ngx_event_t *ev);
+static void ngx_http_phantombuster_redis_add_read(void *privdata);
+static void ngx_http_phantombuster_redis_del_read(void *privdata);
+static void ngx_http_phantombuster_redis_add_write(void *privdata);
+static void ngx_http_phantombuster_redis_del_write(void *privdata);
+static void ngx_http_phantombuster_redis_cleanup(void *privdata);
+static void ngx_http_phantombuster_redis_connect_timeout(ngx_event_t *ev);
+static void ngx_http_phantombuster_redis_reconnect(ngx_event_t *ev);
+static void ngx_http_phantombuster_redis_schedule(
+    ngx_http_phantombuster_redis_t *rs);
+
+
+void
+ngx_http_phantombuster_redis_init_process(ngx_cycle_t *cycle,
+    ngx_http_phantombuster_redis_t *rs)
+{
+    rs->log = cycle->log;
+    rs->ac = NULL;
+    rs->connection = NULL;
+    rs->backoff = 0;
+    rs->generation = 0;
+    rs->ready = 0;
+    rs->exiting = 0;
+
+    rs->connect_timer.handler = ngx_http_phantombuster_redis_connect_timeout;
+    rs->connect_timer.data = rs;
+    rs->connect_timer.log = cycle->log;
+    rs->connect_timer.cancelable = 1;
+
+    rs->reconnect_timer.handler = ngx_http_phantombuster_redis_reconnect;
+    rs->reconnect_timer.data = rs;
+    rs->reconnect_timer.log = cycle->log;
+    rs->reconnect_timer.cancelable = 1;
+
+    (void) ngx_http_phantombuster_redis_connect(rs);
+}
+
+
+void
+ngx_http_phantombuster_redis_exit_process(ngx_http_phantombuster_redis_t *rs)
+{
+    if (rs->log == NULL) {
+        /* never started in this process */
+        return;
+    }
+
+    rs->exiting = 1;
+
+    if (rs->reconnect_timer.timer_set) {
+        ngx_del_timer(&rs->reconnect_timer);
+    }
+
+    if (rs->connect_timer.timer_set) {
+        ngx_del_timer(&rs->connect_timer);
+    }
+
+    if (rs->ac) {
+        /* fails whatever is pending, runs the cleanup hook, closes the fd */
+        redisAsyncFree(rs->ac);
+    }
+}
+
+
+/*
+ * Returns NGX_OK when the push is on its way (the op now belongs to this
+ * side), NGX_DECLINED when there is no usable connection (the caller keeps
+ * the op and answers 503 at once).
+ */
+
+ngx_int_t
+ngx_http_phantombuster_redis_push(ngx_http_phantombuster_redis_t *rs,
+    ngx_http_phantombuster_op_t *op)
+{
+    if (rs->ac == NULL) {
+
+        if (ngx_exiting || ngx_quit || ngx_terminate || rs->exiting) {
+            return NGX_DECLINED;
+        }
+
+        /*
+         * A request does not wait for the backoff: Redis may be back
+         * already, and this is the cheapest way to find out.  A refused
+         * connect fails at once; one in progress is bounded by the connect
+         * timer and by the request's own timer.
+         */
+
+        if (rs->reconnect_timer.timer_set) {
+            ngx_del_timer(&rs->reconnect_timer);
+        }
+
+        if (ngx_http_phantombuster_redis_connect(rs) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+    }
+
+    op->redis = rs;
+    op->generation = rs->generation;
+
+    return ngx_http_phantombuster_redis_send(rs, rs->ac, op, 0);
+}
+
+
+/*
+ * A request gave up waiting for its reply.  If it was sent on the current
+ * connection, that connection is stuck (or Redis is): drop it, which fails
+ * every push still pending on it at once, and reconnect.
+ */
+
+void
+ngx_http_phantombuster_redis_stalled(ngx_http_phantombuster_redis_t *rs,
+    ngx_uint_t generation, ngx_msec_t timeout)
+{
+    if (rs->ac == NULL || rs->generation != generation) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, rs->log, 0,
+                  "phantombuster: redis \"%V\" did not reply within %M ms, "
+                  "closing the connection", &rs->name, timeout);
+
+    redisAsyncFree(rs->ac);
+}
+
+
+static ngx_int_t
+ngx_http_phantombuster_redis_connect(ngx_http_phantombuster_redis_t *rs)
+{
+    ngx_connection_t   *c;
+    redisAsyncContext  *ac;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rs->log, 0,
+                   "phantombuster: connecting to redis \"%V\"", &rs->name);
+
+    if (rs->is_unix) {
+        ac = redisAsyncConnectUnix((char *) rs->host.data);
+
+    } else {
+        ac = redisAsyncConnect((char *) rs->host.data, rs->port);
+    }
+
+    if (ac == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, rs->log, 0,
+                      "phantombuster: redisAsyncConnect() failed");
+        ngx_http_phantombuster_redis_schedule(rs);
+        return NGX_ERROR;
+    }
+
+    if (ac->err) {
+        ngx_log_error(NGX_LOG_ERR, rs->log, 0,
+                      "phantombuster: could not connect to redis \"%V\": %s",
+                      &rs->name, ac->errstr);
+        redisAsyncFree(ac);
+        ngx_http_phantombuster_redis_schedule(rs);
+        return NGX_ERROR;
+    }
+
+    c = ngx_get_connection(ac->c.fd, rs->log);
+    if (c == NULL) {
+        redisAsyncFree(ac);
+        ngx_http_phantombuster_redis_schedule(rs);
+        return NGX_ERROR;
+    }
+
+    c->data = rs;
+    c->read->handler = ngx_http_phantombuster_redis_read_handler;
+    c->write->handler = ngx_http_phantombuster_redis_write_handler;
+    c->read->log = rs->log;
+    c->write->log = rs->log;
+
+    ac->data = rs;
+    ac->ev.data = rs;
+    ac->ev.addRead = ngx_http_phantombuster_redis_add_read;
+    ac->ev.delRead = ngx_http_phantombuster_redis_del_read;
+    ac->ev.addWrite = ngx_http_phantombuster_redis_add_write;
+    ac->ev.delWrite = ngx_http_phantombuster_redis_del_write;
+    ac->ev.cleanup = ngx_http_phantombuster_redis_cleanup;
+
+    rs->ac = ac;
+    rs->connection = c;
+    rs->generation++;
+    rs->ready = 0;
+
+    /* waits for the first write event, i.e. for connect() to complete */
+
+    redisAsyncSetConnectCallback(ac, ngx_http_phantombuster_redis_connected);
+    redisAsyncSetDisconnectCallback(ac,
+                                    ngx_http_phantombuster_redis_disconnected);
+
+    ngx_add_timer(&rs->connect_timer, rs->connect_timeout);
+
+    /* pipelined ahead of any push: they are all sent once connected */
+
+    ngx_http_phantombuster_redis_setup(rs, ac);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_phantombuster_redis_setup(ngx_http_phantombuster_redis_t *rs,
+    redisAsyncContext *ac)
+{
+    u_char       db[NGX_INT_T_LEN];
+    size_t       len[3];
+    const char  *argv[3];
+
+    if (rs->password.len) {
+        argv[0] = "AUTH";
+        len[0] = 4;
+        argv[1] = (const char *) rs->password.data;
+        len[1] = rs->password.len;
+
+        (void) redisAsyncCommandArgv(ac,
+                                     ngx_http_phantombuster_redis_setup_reply,
+                                     "AUTH", 2, argv, len);
+    }
+
+    if (rs->db) {
+        argv[0] = "SELECT";
+        len[0] = 6;
+        argv[1] = (const char *) db;
+        len[1] = ngx_sprintf(db, "%ui", rs->db) - db;
+
+        (void) redisAsyncCommandArgv(ac,
+                                     ngx_http_phantombuster_redis_setup_reply,
+                                     "SELECT", 2, argv, len);
+    }
+
+    argv[0] = "SCRIPT";
+    len[0] = 6;
+    argv[1] = "LOAD";
+    len[1] = 4;
+    argv[2] = pb_lua_push_webhook;
+    len[2] = ngx_strlen(pb_lua_push_webhook);
+
+    (void) redisAsyncCommandArgv(ac, ngx_http_phantombuster_redis_setup_reply,
+                                 "SCRIPT LOAD", 3, argv, len);
+}
+
+
+static void
+ngx_http_phantombuster_redis_setup_reply(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    char                            *command = privdata;
+    redisReply                      *rr = reply;
+    ngx_http_phantombuster_redis_t  *rs;
+
+    rs = ac->data;
+
+    if (rr == NULL) {
+        /* the connection is going away; that is logged where it happens */
+        return;
+    }
+
+    if (rr->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, rs->log, 0,
+                      "phantombuster: redis \"%V\" refused %s: %*s",
+                      &rs->name, command, (size_t) rr->len, rr->str);
+
+        /* unusable: freed once this callback returns, and retried later */
+
+        redisAsyncFree(ac);
+        return;
+    }
+
+    if (ngx_strcmp(command, "SCRIPT LOAD") != 0) {
+        return;
+    }
+
+    if (rr->type != REDIS_REPLY_STRING
+        || rr->len != 40
+        || ngx_strncmp(rr->str, rs->script_sha, 40) != 0)
+    {
+        ngx_log_error(NGX_LOG_ALERT, rs->log, 0,
+                      "phantombuster: redis \"%V\" returned an unexpected "
+                      "digest for the push script", &rs->name);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, rs->log, 0,
+                  "phantombuster: redis \"%V\" ready", &rs->name);
+
+    rs->ready = 1;
+    rs->backoff = 0;
+}
+
+
+static void
+ngx_http_phantombuster_redis_connected(const redisAsyncContext *ac,
+    int status)
+{
+    ngx_http_phantombuster_redis_t  *rs;
+
+    rs = ac->data;
+
+    if (status != REDIS_OK) {
+        /* hiredis frees the context right after this; cleanup follows */
+        ngx_log_error(NGX_LOG_ERR, rs->log, 0,
+                      "phantombuster: could not connect to redis \"%V\": %s",
+                      &rs->name, ac->errstr ? ac->errstr : "unknown error");
+        return;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rs->log, 0,
+                   "phantombuster: connected to redis \"%V\"", &rs->name);
+
+    if (rs->connect_timer.timer_set) {
+        ngx_del_timer(&rs->connect_timer);
+    }
+}
+
+
+static void
+ngx_http_phantombuster_redis_disconnected(const redisAsyncContext *ac,
+    int status)
+{
+    ngx_http_phantombuster_redis_t  *rs;
+
+    rs = ac->data;
+
+    if (status != REDIS_OK && !rs->exiting) {
+        ngx_log_error(NGX_LOG_ERR, rs->log, 0,
+                      "phantombuster: lost connection to redis \"%V\": %s",
+                      &rs->name, ac->errstr ? ac->errstr : "unknown error");
+    }
+}
+
+
+static ngx_int_t
+ngx_http_phantombuster_redis_send(ngx_http_phantombuster_redis_t *rs,
+    redisAsyncContext *ac, ngx_http_phantombuster_op_t *op, ngx_uint_t eval)
+{
+    size_t       len[3 + NGX_HTTP_PHANTOMBUSTER_NARGS];
+    ngx_uint_t   i;
+    const char  *argv[3 + NGX_HTTP_PHANTOMBUSTER_NARGS];
+
+    if (eval) {
+        argv[0] = "EVAL";
+        len[0] = 4;
+        argv[1] = pb_lua_push_webhook;
+        len[1] = ngx_strlen(pb_lua_push_webhook);
+
+    } else {
+        argv[0] = "EVALSHA";
+        len[0] = 7;
+        argv[1] = (const char *) rs->script_sha;
+        len[1] = 40;
+    }
+
+    /* two keys: the queue and the seen marker */
+
+    argv[2] = "2";
+    len[2] = 1;
+
+    for (i = 0; i < NGX_HTTP_PHANTOMBUSTER_NARGS; i++) {
+        argv[3 + i] = (const char *) op->args[i].data;
+        len[3 + i] = op->args[i].len;
+    }
+
+    if (redisAsyncCommandArgv(ac, ngx_http_phantombuster_redis_reply, op,
+                              3 + NGX_HTTP_PHANTOMBUSTER_NARGS, argv, len)
+        != REDIS_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, rs->log, 0,
+                      "phantombuster: redis \"%V\" connection is closing",
+                      &rs->name);
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * hiredis calls this exactly once per push: with the reply, or with NULL
+ * when the connection failed or was freed first.
+ */
+
+static void
+ngx_http_phantombuster_redis_reply(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    ngx_http_phantombuster_op_t *op = privdata;
+
+    redisReply                      *rr = reply;
+    ngx_uint_t                       result;
+    ngx_http_phantombuster_redis_t  *rs;
+
+    rs = ac->data;
+    result = NGX_HTTP_PHANTOMBUSTER_UNAVAILABLE;
+
+    if (rr == NULL) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, rs->log, 0,
+                       "phantombuster: push failed, no connection");
+
+    } else if (rr->type == REDIS_REPLY_INTEGER) {
+
+        if (rr->integer > 0) {
+            result = NGX_HTTP_PHANTOMBUSTER_QUEUED;
+
+        } else if (rr->integer == PB_PUSH_DUPLICATE) {
+            result = NGX_HTTP_PHANTOMBUSTER_DUPLICATE;
+
+        } else if (rr->integer == PB_PUSH_FULL) {
+            result = NGX_HTTP_PHANTOMBUSTER_FULL;
+
+        } else {
+            ngx_log_error(NGX_LOG_ERR, rs->log, 0,
+                          "phantombuster: unexpected push script result %L",
+                          (int64_t) rr->integer);
+        }
+
+    } else if (rr->type == REDIS_REPLY_ERROR
+               && !op->retried
+               && rr->len >= 8
+               && ngx_strncmp(rr->str, "NOSCRIPT", 8) == 0)
+    {
+        /* the script cache was flushed (or Redis restarted): send it whole */
+
+        ngx_log_error(NGX_LOG_NOTICE, rs->log, 0,
+                      "phantombuster: redis \"%V\" lost the push script, "
+                      "falling back to EVAL", &rs->name);
+
+        op->retried = 1;
+
+        if (ngx_http_phantombuster_redis_send(rs, ac, op, 1) == NGX_OK) {
+            return;
+        }
+
+    } else if (rr->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, rs->log, 0,
+                      "phantombuster: redis \"%V\" push failed: %*s",
+                      &rs->name, (size_t) rr->len, rr->str);
+
+    } else {
+        ngx_log_error(NGX_LOG_ERR, rs->log, 0,
+                      "phantombuster: unexpected redis reply type %d",
+                      rr->type);
+    }
+
+    if (op->request) {
+        op->handler(op, result);
+
+    } else {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rs->log, 0,
+                       "phantombuster: reply %ui for a request that is gone",
+                       result);
+    }
+
+    ngx_free(op);
+}
+
+
+static void
+ngx_http_phantombuster_redis_read_handler(ngx_event_t *ev)
+{
+    ngx_connection_t                *c;
+    ngx_http_phantombuster_redis_t  *rs;
+
+    c = ev->data;
+    rs = c->data;
+
+    if (rs->ac == NULL || rs->connection != c) {
+        return;
+    }
+
+    /* may free the context and, through cleanup, the connection */
+
+    redisAsyncHandleRead(rs->ac);
+}
+
+
+static void
+ngx_http_phantombuster_redis_write_handler(ngx_event_t *ev)
+{
+    ngx_connection_t                *c;
+    ngx_http_phantombuster_redis_t  *rs;
+
+    c = ev->data;
+    rs = c->data;
+
+    if (rs->ac == NULL || rs->connection != c) {
+        return;
+    }
+
+    redisAsyncHandleWrite(rs->ac);
+}
+
+
+static void
+ngx_http_phantombuster_redis_add_read(void *privdata)
+{
+    ngx_http_phantombuster_redis_t *rs = privdata;
+
+    ngx_event_t  *rev;
+
+    rev = rs->connection->read;
+
+    if (!rev->active) {
+        if (ngx_add_event(rev, NGX_READ_EVENT, NGX_LEVEL_EVENT) != NGX_OK) {
+            ngx_log_error(NGX_LOG_ALERT, rs->log, 0,
+                          "phantombuster: could not add redis read event");
+        }
+    }
+}
+
+
+static void
+ngx_http_phantombuster_redis_del_read(void *privdata)
+{
+    ngx_http_phantombuster_redis_t *rs = privdata;
+
+    ngx_event_t  *rev;
+
+    rev = rs->connection->read;
+
+    if (rev->active) {
+        (void) ngx_del_event(rev, NGX_READ_EVENT, NGX_LEVEL_EVENT);
+    }
+}
+
+
+static void
+ngx_http_phantombuster_redis_add_write(void *privdata)
+{
+    ngx_http_phantombuster_redis_t *rs = privdata;
+
+    ngx_event_t  *wev;
+
+    wev = rs->connection->write;
+
+    if (!wev->active) {
+        if (ngx_add_event(wev, NGX_WRITE_EVENT, NGX_LEVEL_EVENT) != NGX_OK) {
+            ngx_log_error(NGX_LOG_ALERT, rs->log, 0,
+                          "phantombuster: could not add redis write event");
+        }
+    }
+}
+
+
+static void
+ngx_http_phantombuster_redis_del_write(void *privdata)
+{
+    ngx_http_phantombuster_redis_t *rs = privdata;
+
+    ngx_event_t  *wev;
+
+    wev = rs->connection->write;
+
+    if (wev->active) {
+        (void) ngx_del_event(wev, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
+    }
+}
+
+
+/*
+ * hiredis is about to free the context and close its socket (it calls this
+ * exactly once, whatever the reason).  Give back nginx's connection slot
+ * without closing the descriptor, and plan the reconnect.
+ */
+
+static void
+ngx_http_phantombuster_redis_cleanup(void *privdata)
+{
+    ngx_http_phantombuster_redis_t *rs = privdata;
+
+    ngx_uint_t         flags;
+    ngx_connection_t  *c;
+
+    c = rs->connection;
+
+    if (c) {
+        /* while exiting the event module may be gone: just mark inactive */
+        flags = rs->exiting ? NGX_CLOSE_EVENT : NGX_LEVEL_EVENT;
+
+        if (c->read->active) {
+            (void) ngx_del_event(c->read, NGX_READ_EVENT, flags);
+        }
+
+        if (c->write->active) {
+            (void) ngx_del_event(c->write, NGX_WRITE_EVENT, flags);
+        }
+
+        if (c->read->posted) {
+            ngx_delete_posted_event(c->read);
+        }
+
+        if (c->write->posted) {
+            ngx_delete_posted_event(c->write);
+        }
+
+        ngx_free_connection(c);
+
+        c->fd = (ngx_socket_t) -1;
+    }
+
+    rs->connection = NULL;
+    rs->ac = NULL;
+    rs->ready = 0;
+
+    if (rs->connect_timer.timer_set) {
+        ngx_del_timer(&rs->connect_timer);
+    }
+
+    ngx_http_phantombuster_redis_schedule(rs);
+}
+
+
+static void
+ngx_http_phantombuster_redis_connect_timeout(ngx_event_t *ev)
+{
+    ngx_http_phantombuster_redis_t *rs = ev->data;
+
+    if (rs->ac == NULL) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, rs->log, NGX_ETIMEDOUT,
+                  "phantombuster: connecting to redis \"%V\" timed out",
+                  &rs->name);
+
+    redisAsyncFree(rs->ac);
+}
+
+
+static void
+ngx_http_phantombuster_redis_reconnect(ngx_event_t *ev)
+{
+    ngx_http_phantombuster_redis_t *rs = ev->data;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate || rs->exiting) {
+        return;
+    }
+
+    if (rs->ac == NULL) {
+        (void) ngx_http_phantombuster_redis_connect(rs);
+    }
+}
+
+
+/*
+ * Capped exponential backoff with jitter, so that the workers of a fleet
+ * do not all knock at once when Redis comes back.
+ */
+
+static void
+ngx_http_phantombuster_redis_schedule(ngx_http_phantombuster_redis_t *rs)
+{
+    ngx_msec_t  delay;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate || rs->exiting) {
+        return;
+    }
+
+    if (rs->reconnect_timer.timer_set) {
+        return;
+    }
+
+    if (rs->backoff == 0) {
+        rs->backoff = NGX_HTTP_PHANTOMBUSTER_BACKOFF_MIN;
+
+    } else {
+        rs->backoff = ngx_min(rs->backoff * 2,
+                              NGX_HTTP_PHANTOMBUSTER_BACKOFF_MAX);
+    }
+
+    delay = rs->backoff / 2 + (ngx_msec_t) ngx_random() % (rs->backoff / 2 + 1);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, rs->log, 0,
+                   "phantombuster: reconnecting to redis \"%V\" in %M ms",
+                   &rs->name, delay);
+
+    ngx_add_timer(&rs->reconnect_timer, delay);
+}
