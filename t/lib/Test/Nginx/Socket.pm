@@ -682,7 +682,6 @@ sub run_test {
         if (!$ok) {
             # The real one retries for 30 s and then BAIL_OUTs; we fail this
             # block only, so the rest of the suite still runs.
-            Test::More->builder->no_ending(1);
             Test::More::fail("$name - nginx failed to start (status $status): "
                              . (_emerg_line() // 'no [emerg] line in error.log'));
             Test::More::diag("config: $Test::Nginx::Util::ConfFile");
@@ -719,6 +718,7 @@ sub run_must_die {
     my $name = $block->name;
     my $must_die = $block->must_die;
     my $stderr = "$Test::Nginx::Util::LogDir/nginx-stderr.log";
+    local $Test::Nginx::Util::UseValgrind;     # the real one skips valgrind here too
     $Test::Nginx::Util::ErrLogFilePos = 0;
     for my $i (0 .. $RepeatEach - 1) {
         my ($ok, $status) = Test::Nginx::Util::start_nginx($name, $stderr);
