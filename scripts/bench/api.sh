@@ -1,0 +1,1 @@
+bench_api() { note "NOT RUN: api section not written yet"; }
