@@ -44,4 +44,39 @@ extern const char  pb_lua_push_webhook[];
 #define PB_PUSH_DUPLICATE   (-1)
 #define PB_PUSH_FULL        (-2)
 
+/* ------------------------------------------------------------------------
+ * pb-worker keys (owned by worker/; layout and Lua contracts in
+ * docs/redis-layout.md).  Fixed names under PB_KEY_PREFIX; a job's hash is
+ * PB_KEY_JOB_PREFIX + job id, a worker's heartbeat PB_KEY_WORKER_PREFIX +
+ * worker id.
+ */
+#define PB_KEY_JOB_PREFIX       "phantombuster:job:"
+#define PB_KEY_JOBS_SEQ         "phantombuster:jobs:seq"
+#define PB_KEY_JOBS_PENDING     "phantombuster:jobs:pending"
+#define PB_KEY_JOBS_RETRY       "phantombuster:jobs:retry"
+#define PB_KEY_JOBS_RUNNING     "phantombuster:jobs:running"
+#define PB_KEY_JOBS_DONE        "phantombuster:jobs:done"
+#define PB_KEY_JOBS_DEAD        "phantombuster:jobs:dead"
+#define PB_KEY_CONTAINERS       "phantombuster:containers"
+#define PB_KEY_LAUNCHING        "phantombuster:launching"
+#define PB_KEY_FENCE            "phantombuster:slots:fence"
+#define PB_KEY_LANE_CLOSED      "phantombuster:lane:closed_until"
+#define PB_KEY_LANE_STREAK      "phantombuster:lane:streak"
+#define PB_KEY_THROTTLE         "phantombuster:throttle"
+#define PB_KEY_THROTTLE_SEQ     "phantombuster:throttle:seq"
+#define PB_KEY_PAUSED           "phantombuster:control:paused"
+#define PB_KEY_DRAINING         "phantombuster:control:draining"
+#define PB_KEY_COMMANDS         "phantombuster:control:commands"
+#define PB_KEY_RESULT_PREFIX    "phantombuster:control:result:"
+#define PB_KEY_OUTBOX           "phantombuster:audit:outbox"
+#define PB_KEY_OUTBOX_FAILED    "phantombuster:audit:failed"
+#define PB_KEY_OUTBOX_LOCK      "phantombuster:audit:lock"
+#define PB_KEY_MONITOR_LOCK     "phantombuster:monitor:lock"
+#define PB_KEY_METRICS          "phantombuster:metrics"
+#define PB_KEY_WORKERS          "phantombuster:workers"
+#define PB_KEY_WORKER_PREFIX    "phantombuster:worker:"
+
+/* "<queue>:invalid": envelopes the worker could not parse, kept for humans. */
+#define PB_INVALID_SUFFIX       ":invalid"
+
 #endif /* PB_KEYS_H */

@@ -1,0 +1,561 @@
+/*
+ * Admin commands.  See commands.h.
+ */
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "jobs.h"
+#include "log.h"
+#include "monitor.h"
+#include "pb_keys.h"
+#include "pb_payload.h"
+#include "workers.h"
+
+typedef int (*command_fn)(pb_ctx_t *ctx, const json_t *req, json_t **result,
+    char *err, size_t err_len);
+
+
+static int
+bad(char *err, size_t err_len, const char *fmt, ...)
+{
+    va_list  ap;
+
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+
+    return PB_CMD_BADARGS;
+}
+
+
+static int
+failed(char *err, size_t err_len, const char *what)
+{
+    snprintf(err, err_len, "%s failed (is Redis reachable?)", what);
+    return PB_CMD_FAILED;
+}
+
+
+static long long
+redis_int(pb_ctx_t *ctx, const char *fmt, const char *key)
+{
+    long long    n = -1;
+    redisReply  *reply;
+
+    reply = pb_redis_cmd(ctx->redis, fmt, key);
+    if (reply != NULL && reply->type == REDIS_REPLY_INTEGER) {
+        n = reply->integer;
+    }
+    freeReplyObject(reply);
+
+    return n;
+}
+
+
+/* A string key's value parsed as JSON, or NULL when missing. */
+static json_t *
+redis_json(pb_ctx_t *ctx, const char *key)
+{
+    json_t      *v = NULL;
+    redisReply  *reply;
+
+    reply = pb_redis_cmd(ctx->redis, "GET %s", key);
+    if (reply != NULL && reply->type == REDIS_REPLY_STRING) {
+        v = json_loads(reply->str, 0, NULL);
+        if (v == NULL) {
+            v = json_string(reply->str);
+        }
+    }
+    freeReplyObject(reply);
+
+    return v;
+}
+
+
+static json_t *
+metrics(pb_ctx_t *ctx)
+{
+    size_t       i;
+    json_t      *m = json_object();
+    redisReply  *reply;
+
+    reply = pb_redis_cmd(ctx->redis, "HGETALL %s", PB_KEY_METRICS);
+    for (i = 0; reply && reply->type == REDIS_REPLY_ARRAY
+                && i + 1 < reply->elements; i += 2)
+    {
+        json_object_set_new(m, reply->element[i]->str,
+                            json_integer(strtoll(reply->element[i + 1]->str,
+                                                 NULL, 10)));
+    }
+    freeReplyObject(reply);
+
+    return m;
+}
+
+
+static json_t *
+workers(pb_ctx_t *ctx)
+{
+    size_t       i;
+    char         key[256];
+    json_t      *list = json_array(), *info;
+    redisReply  *reply;
+
+    reply = pb_redis_cmd(ctx->redis, "SMEMBERS %s", PB_KEY_WORKERS);
+    for (i = 0; reply && reply->type == REDIS_REPLY_ARRAY
+                && i < reply->elements; i++)
+    {
+        snprintf(key, sizeof(key), "%s%s", PB_KEY_WORKER_PREFIX,
+                 reply->element[i]->str);
+        info = redis_json(ctx, key);
+        json_array_append_new(list, json_pack("{s:s, s:b, s:o}", "id",
+                                              reply->element[i]->str,
+                                              "alive", info != NULL,
+                                              "info", info ? info
+                                                           : json_null()));
+    }
+    freeReplyObject(reply);
+
+    return list;
+}
+
+
+static int
+cmd_status(pb_ctx_t *ctx, const json_t *req, json_t **result, char *err,
+    size_t err_len)
+{
+    char         invalid[512], key[512];
+    long long    closed_ms;
+    json_t      *paused, *draining, *running;
+    const char  *lane;
+
+    (void) req;
+
+    closed_ms = redis_int(ctx, "PTTL %s", PB_KEY_LANE_CLOSED);
+    if (closed_ms == -1 && !pb_redis_connected(ctx->redis)) {
+        return failed(err, err_len, "status");
+    }
+
+    paused = redis_json(ctx, PB_KEY_PAUSED);
+    draining = redis_json(ctx, PB_KEY_DRAINING);
+    lane = paused ? "paused" : draining ? "draining"
+           : closed_ms > 0 ? "closed" : "open";
+
+    running = pb_jobs_list(ctx, "running", 1000);
+    snprintf(invalid, sizeof(invalid), "%s%s", ctx->cfg->queue,
+             PB_INVALID_SUFFIX);
+    snprintf(key, sizeof(key), "%s", ctx->cfg->queue);
+
+    *result = json_pack(
+        "{s:{s:s, s:I, s:o, s:o}, s:i, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
+        " s:I, s:I}, s:o, s:o, s:o}",
+        "lane", "state", lane, "closed_ms",
+        (json_int_t) (closed_ms > 0 ? closed_ms : 0),
+        "paused", paused ? paused : json_null(),
+        "draining", draining ? draining : json_null(),
+        "max_running", ctx->cfg->max_running,
+        "counts",
+        "pending", (json_int_t) redis_int(ctx, "ZCARD %s", PB_KEY_JOBS_PENDING),
+        "retry", (json_int_t) redis_int(ctx, "ZCARD %s", PB_KEY_JOBS_RETRY),
+        "running", (json_int_t) redis_int(ctx, "ZCARD %s", PB_KEY_JOBS_RUNNING),
+        "dead", (json_int_t) redis_int(ctx, "ZCARD %s", PB_KEY_JOBS_DEAD),
+        "done", (json_int_t) redis_int(ctx, "ZCARD %s", PB_KEY_JOBS_DONE),
+        "webhooks_queued", (json_int_t) redis_int(ctx, "LLEN %s", key),
+        "webhooks_invalid", (json_int_t) redis_int(ctx, "LLEN %s", invalid),
+        "audit_outbox", (json_int_t) redis_int(ctx, "LLEN %s", PB_KEY_OUTBOX),
+        "audit_rejected",
+        (json_int_t) redis_int(ctx, "LLEN %s", PB_KEY_OUTBOX_FAILED),
+        "running", running ? running : json_array(),
+        "workers", workers(ctx),
+        "metrics", metrics(ctx));
+
+    return *result ? PB_CMD_OK : failed(err, err_len, "status");
+}
+
+
+static long
+limit_of(const json_t *req, long def)
+{
+    json_t  *v = json_object_get(req, "limit");
+
+    return json_is_integer(v) ? (long) json_integer_value(v) : def;
+}
+
+
+static int
+cmd_list(pb_ctx_t *ctx, const json_t *req, json_t **result, char *err,
+    size_t err_len)
+{
+    const char  *set = json_string_value(json_object_get(req, "set"));
+    long         limit = limit_of(req, 100);
+    json_t      *jobs;
+
+    if (set == NULL) {
+        set = "pending";
+    }
+
+    if (!pb_jobs_set_valid(set)) {
+        return bad(err, err_len, "unknown job set \"%s\" (want pending, "
+                   "retry, running, dead or done)", set);
+    }
+
+    if (limit < 1 || limit > 100000) {
+        return bad(err, err_len, "limit must be 1..100000");
+    }
+
+    jobs = pb_jobs_list(ctx, set, limit);
+    if (jobs == NULL) {
+        return failed(err, err_len, "list");
+    }
+
+    *result = json_pack("{s:s, s:o}", "set", set, "jobs", jobs);
+
+    return PB_CMD_OK;
+}
+
+
+static int
+cmd_enqueue(pb_ctx_t *ctx, const json_t *req, json_t **result, char *err,
+    size_t err_len)
+{
+    char                  job_id[PB_JOB_ID_MAX + 1];
+    char                  agent[PB_ID_MAX_LEN + 1];
+    const char           *id, *argument, *source;
+    json_t               *v, *parsed;
+    json_int_t            priority = 0;
+    pb_enqueue_result_t   res;
+
+    v = json_object_get(req, "agent");
+    if (v == NULL) {
+        return bad(err, err_len, "enqueue: an agent id is required (--agent)");
+    }
+    if (pb_id_from_json(v, agent) != 0) {
+        return bad(err, err_len, "enqueue: the agent id must be 1..%d "
+                   "characters of [A-Za-z0-9_.:-]", PB_ID_MAX_LEN);
+    }
+
+    argument = json_string_value(json_object_get(req, "argument"));
+    if (argument != NULL) {
+        parsed = json_loads(argument, JSON_DECODE_ANY, NULL);
+        if (parsed == NULL) {
+            return bad(err, err_len, "enqueue: the argument is not valid "
+                       "JSON");
+        }
+        json_decref(parsed);
+    }
+
+    v = json_object_get(req, "priority");
+    if (v != NULL) {
+        if (!json_is_integer(v)) {
+            return bad(err, err_len, "enqueue: priority must be an integer");
+        }
+        priority = json_integer_value(v);
+    }
+    if (priority < PB_PRIORITY_MIN || priority > PB_PRIORITY_MAX) {
+        return bad(err, err_len, "enqueue: priority must be within "
+                   "%ld..%ld", PB_PRIORITY_MIN, PB_PRIORITY_MAX);
+    }
+
+    id = json_string_value(json_object_get(req, "job_id"));
+    if (id != NULL && !pb_job_id_valid(id)) {
+        return bad(err, err_len, "enqueue: the job id must be 1..%d "
+                   "characters of [A-Za-z0-9_.:-]", PB_JOB_ID_MAX);
+    }
+    if (id == NULL) {
+        pb_job_id_generate(job_id);
+        id = job_id;
+    }
+
+    source = json_string_value(json_object_get(req, "source"));
+
+    if (pb_job_enqueue(ctx, id, agent, argument, (long) priority,
+                       source ? source : "pbctl", &res) != 0)
+    {
+        return failed(err, err_len, "enqueue");
+    }
+
+    *result = res.created
+              ? json_pack("{s:s, s:b, s:I}", "job_id", id, "created", 1,
+                          "position", (json_int_t) res.position)
+              : json_pack("{s:s, s:b, s:s}", "job_id", id, "created", 0,
+                          "state", res.state);
+
+    return PB_CMD_OK;
+}
+
+
+static int
+cmd_dlq_list(pb_ctx_t *ctx, const json_t *req, json_t **result, char *err,
+    size_t err_len)
+{
+    json_t  *jobs = pb_jobs_list(ctx, "dead", limit_of(req, 100));
+
+    if (jobs == NULL) {
+        return failed(err, err_len, "dlq list");
+    }
+
+    *result = json_pack("{s:s, s:o}", "set", "dead", "jobs", jobs);
+
+    return PB_CMD_OK;
+}
+
+
+static int
+cmd_dlq_retry(pb_ctx_t *ctx, const json_t *req, json_t **result, char *err,
+    size_t err_len)
+{
+    const char  *id = json_string_value(json_object_get(req, "id"));
+    int          rc;
+
+    if (id == NULL || !pb_job_id_valid(id)) {
+        return bad(err, err_len, "dlq retry: a valid job id is required");
+    }
+
+    rc = pb_dlq_retry(ctx, id);
+    if (rc < 0) {
+        return failed(err, err_len, "dlq retry");
+    }
+    if (rc == 0) {
+        return bad(err, err_len, "dlq retry: job %s is not in the "
+                   "dead-letter set", id);
+    }
+
+    *result = json_pack("{s:s, s:b}", "job_id", id, "retried", 1);
+
+    return PB_CMD_OK;
+}
+
+
+static int
+cmd_dlq_retry_all(pb_ctx_t *ctx, const json_t *req, json_t **result,
+    char *err, size_t err_len)
+{
+    size_t       i;
+    long long    retried = 0;
+    redisReply  *reply;
+
+    (void) req;
+
+    reply = pb_redis_cmd(ctx->redis, "ZRANGE %s 0 -1", PB_KEY_JOBS_DEAD);
+    if (reply == NULL) {
+        return failed(err, err_len, "dlq retry-all");
+    }
+
+    for (i = 0; i < reply->elements; i++) {
+        if (pb_dlq_retry(ctx, reply->element[i]->str) == 1) {
+            retried++;
+        }
+    }
+    freeReplyObject(reply);
+
+    *result = json_pack("{s:I}", "retried", (json_int_t) retried);
+
+    return PB_CMD_OK;
+}
+
+
+static int
+cmd_dlq_purge(pb_ctx_t *ctx, const json_t *req, json_t **result, char *err,
+    size_t err_len)
+{
+    long long  n = pb_dlq_purge(ctx);
+
+    (void) req;
+
+    if (n < 0) {
+        return failed(err, err_len, "dlq purge");
+    }
+
+    *result = json_pack("{s:I}", "purged", (json_int_t) n);
+
+    return PB_CMD_OK;
+}
+
+
+/* pause and drain: a flag key holding who set it and when. */
+static int
+set_flag(pb_ctx_t *ctx, const json_t *req, json_t **result, char *err,
+    size_t err_len, const char *key, const char *name)
+{
+    char         when[64], *text;
+    const char  *by = json_string_value(json_object_get(req, "by"));
+    json_t      *flag;
+    redisReply  *reply;
+
+    pb_iso_time(pb_now_ms(), when);
+    flag = json_pack("{s:s, s:s}", "by", by ? by : "unknown", "at", when);
+    text = json_dumps(flag, JSON_COMPACT);
+
+    reply = pb_redis_cmd(ctx->redis, "SET %s %s", key, text);
+    free(text);
+    if (reply == NULL) {
+        json_decref(flag);
+        return failed(err, err_len, name);
+    }
+    freeReplyObject(reply);
+
+    *result = json_pack("{s:s, s:o}", "lane", name, "flag", flag);
+
+    return PB_CMD_OK;
+}
+
+
+static int
+cmd_pause(pb_ctx_t *ctx, const json_t *req, json_t **result, char *err,
+    size_t err_len)
+{
+    return set_flag(ctx, req, result, err, err_len, PB_KEY_PAUSED, "paused");
+}
+
+
+static int
+cmd_drain(pb_ctx_t *ctx, const json_t *req, json_t **result, char *err,
+    size_t err_len)
+{
+    return set_flag(ctx, req, result, err, err_len, PB_KEY_DRAINING,
+                    "draining");
+}
+
+
+static int
+cmd_resume(pb_ctx_t *ctx, const json_t *req, json_t **result, char *err,
+    size_t err_len)
+{
+    redisReply  *reply;
+
+    (void) req;
+
+    reply = pb_redis_cmd(ctx->redis, "DEL %s %s", PB_KEY_PAUSED,
+                         PB_KEY_DRAINING);
+    if (reply == NULL) {
+        return failed(err, err_len, "resume");
+    }
+    freeReplyObject(reply);
+
+    *result = json_pack("{s:s}", "lane", "open");
+
+    return PB_CMD_OK;
+}
+
+
+static int
+cmd_restart(pb_ctx_t *ctx, const json_t *req, json_t **result, char *err,
+    size_t err_len)
+{
+    long long  before, after;
+
+    (void) req;
+
+    if (ctx->api == NULL) {
+        return bad(err, err_len, "restart asks PhantomBuster about each run: "
+                   "set PHANTOMBUSTER_API_KEY or PHANTOMBUSTER_API_KEY_FILE");
+    }
+
+    before = redis_int(ctx, "ZCARD %s", PB_KEY_JOBS_RUNNING);
+    if (before < 0 || pb_monitor_pass(ctx, 1, "restart") != 0) {
+        return failed(err, err_len, "restart");
+    }
+    after = redis_int(ctx, "ZCARD %s", PB_KEY_JOBS_RUNNING);
+
+    *result = json_pack("{s:I, s:I, s:I}", "running_before",
+                        (json_int_t) before, "running_after",
+                        (json_int_t) after, "freed",
+                        (json_int_t) (before - after));
+
+    return PB_CMD_OK;
+}
+
+
+static const struct {
+    const char  *name;
+    command_fn   fn;
+} commands[] = {
+    { "status", cmd_status },
+    { "list", cmd_list },
+    { "enqueue", cmd_enqueue },
+    { "dlq_list", cmd_dlq_list },
+    { "dlq_retry", cmd_dlq_retry },
+    { "dlq_retry_all", cmd_dlq_retry_all },
+    { "dlq_purge", cmd_dlq_purge },
+    { "pause", cmd_pause },
+    { "resume", cmd_resume },
+    { "drain", cmd_drain },
+    { "restart", cmd_restart },
+};
+
+
+int
+pb_command_run(pb_ctx_t *ctx, const json_t *request, json_t **result,
+    char *err, size_t err_len)
+{
+    size_t       i;
+    const char  *name = json_string_value(json_object_get(request, "cmd"));
+
+    *result = NULL;
+
+    if (name == NULL) {
+        return bad(err, err_len, "a command needs a \"cmd\" name");
+    }
+
+    for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(name, commands[i].name) == 0) {
+            return commands[i].fn(ctx, request, result, err, err_len);
+        }
+    }
+
+    return bad(err, err_len, "unknown command \"%s\"", name);
+}
+
+
+int
+pb_commands_step(pb_ctx_t *ctx)
+{
+    char         err[512], key[512], *text;
+    const char  *request_id;
+    int          rc;
+    json_t      *request, *result = NULL, *answer;
+    redisReply  *reply;
+
+    reply = pb_redis_cmd(ctx->redis, "RPOP %s", PB_KEY_COMMANDS);
+    if (reply == NULL) {
+        return -1;
+    }
+
+    if (reply->type != REDIS_REPLY_STRING) {
+        freeReplyObject(reply);
+        return 0;
+    }
+
+    request = json_loads(reply->str, 0, NULL);
+    freeReplyObject(reply);
+
+    rc = request ? pb_command_run(ctx, request, &result, err, sizeof(err))
+                 : bad(err, sizeof(err), "a command must be a JSON object");
+
+    pb_log(rc == PB_CMD_OK ? PB_LOG_INFO : PB_LOG_WARN, "admin command",
+           "{s:s?, s:s?}", "cmd",
+           json_string_value(json_object_get(request, "cmd")),
+           "error", rc == PB_CMD_OK ? NULL : err);
+
+    request_id = json_string_value(json_object_get(request, "request_id"));
+    if (request_id != NULL) {
+        answer = rc == PB_CMD_OK
+                 ? json_pack("{s:b, s:O}", "ok", 1, "result", result)
+                 : json_pack("{s:b, s:s}", "ok", 0, "error", err);
+        text = json_dumps(answer, JSON_COMPACT);
+        snprintf(key, sizeof(key), "%s%s", PB_KEY_RESULT_PREFIX, request_id);
+        freeReplyObject(pb_redis_cmd(ctx->redis, "SET %s %s EX 3600", key,
+                                     text));
+        free(text);
+        json_decref(answer);
+    }
+
+    json_decref(result);
+    json_decref(request);
+
+    return 1;
+}

@@ -1,0 +1,28 @@
+/*
+ * The audit outbox.  Every script that changes a job pushes the audit
+ * rows of that change onto one Redis list in the same atomic step; the
+ * flusher writes them to the database oldest first and removes each only
+ * after the database accepted it.  So a database outage stops nothing and
+ * loses nothing (rows wait in Redis), and a crash between the write and
+ * the removal replays one idempotent upsert.  One flusher at a time (a
+ * Redis lock) keeps the rows in order.
+ */
+
+#ifndef PB_OUTBOX_H
+#define PB_OUTBOX_H
+
+#include "ctx.h"
+
+typedef struct pb_outbox_s  pb_outbox_t;
+
+/* Nothing is opened yet: the database is reached lazily by the flusher. */
+pb_outbox_t *pb_outbox_new(const char *audit_url);
+void pb_outbox_free(pb_outbox_t *ob);
+
+/*
+ * Writes up to max rows.  Returns the number written, -1 when Redis
+ * failed; a database that is down is logged once and retried later.
+ */
+int pb_outbox_flush(pb_outbox_t *ob, pb_ctx_t *ctx, int max);
+
+#endif /* PB_OUTBOX_H */

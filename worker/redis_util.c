@@ -1,0 +1,430 @@
+/*
+ * Reconnecting hiredis connection and script runner.  See redis_util.h.
+ */
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "redis_util.h"
+
+#define PB_REDIS_MAX_ARGS  64
+
+struct pb_redis_s {
+    redisContext  *ctx;
+    char           host[256];
+    char           path[256];       /* unix socket path, or "" */
+    int            port;
+    int            db;
+    char           password[256];
+    int64_t        timeout_ms;
+    int64_t        next_attempt_ms; /* reconnect no faster than this */
+    int            down_logged;
+};
+
+
+static int
+url_fail(char *err, size_t err_len, const char *what)
+{
+    snprintf(err, err_len, "REDIS_URL: %s (want redis://[:password@]host"
+             "[:port][/db] or unix:///path[?db=N])", what);
+    return -1;
+}
+
+
+static int
+parse_url(pb_redis_t *r, const char *url, char *err, size_t err_len)
+{
+    const char  *p, *at, *slash, *colon, *q;
+    size_t       n;
+
+    r->port = 6379;
+
+    if (url[0] == '/' || strncmp(url, "unix://", 7) == 0) {
+        p = url[0] == '/' ? url : url + 7;
+        q = strstr(p, "?db=");
+        n = q ? (size_t) (q - p) : strlen(p);
+        if (n == 0 || n >= sizeof(r->path)) {
+            return url_fail(err, err_len, "bad socket path");
+        }
+        memcpy(r->path, p, n);
+        r->path[n] = '\0';
+        r->db = q ? atoi(q + 4) : 0;
+        return 0;
+    }
+
+    if (strncmp(url, "redis://", 8) != 0) {
+        return url_fail(err, err_len, "unknown scheme");
+    }
+
+    p = url + 8;
+    at = strchr(p, '@');
+    if (at != NULL) {
+        /* "[user]:password@": the user part is ignored (Redis < 6 AUTH) */
+        colon = memchr(p, ':', (size_t) (at - p));
+        q = colon ? colon + 1 : p;
+        n = (size_t) (at - q);
+        if (n >= sizeof(r->password)) {
+            return url_fail(err, err_len, "password too long");
+        }
+        memcpy(r->password, q, n);
+        r->password[n] = '\0';
+        p = at + 1;
+    }
+
+    slash = strchr(p, '/');
+    n = slash ? (size_t) (slash - p) : strlen(p);
+    colon = memchr(p, ':', n);
+    if (colon != NULL) {
+        r->port = atoi(colon + 1);
+        n = (size_t) (colon - p);
+    }
+
+    if (n == 0 || n >= sizeof(r->host) || r->port <= 0 || r->port > 65535) {
+        return url_fail(err, err_len, "bad host or port");
+    }
+
+    memcpy(r->host, p, n);
+    r->host[n] = '\0';
+    r->db = slash && slash[1] ? atoi(slash + 1) : 0;
+
+    return 0;
+}
+
+
+pb_redis_t *
+pb_redis_open(const char *url, int64_t command_timeout_ms, char *err,
+    size_t err_len)
+{
+    pb_redis_t  *r;
+
+    r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+
+    if (parse_url(r, url, err, err_len) != 0) {
+        free(r);
+        return NULL;
+    }
+
+    r->timeout_ms = command_timeout_ms;
+
+    return r;
+}
+
+
+void
+pb_redis_close(pb_redis_t *r)
+{
+    if (r == NULL) {
+        return;
+    }
+
+    if (r->ctx != NULL) {
+        redisFree(r->ctx);
+    }
+
+    free(r);
+}
+
+
+int
+pb_redis_connected(const pb_redis_t *r)
+{
+    return r->ctx != NULL;
+}
+
+
+static void
+drop(pb_redis_t *r, const char *why)
+{
+    if (!r->down_logged) {
+        pb_log(PB_LOG_ERROR, "redis connection lost", "{s:s}", "error", why);
+        r->down_logged = 1;
+    }
+
+    redisFree(r->ctx);
+    r->ctx = NULL;
+    r->next_attempt_ms = pb_now_ms() + 500;
+}
+
+
+static int
+ensure(pb_redis_t *r)
+{
+    struct timeval   tv;
+    redisReply      *reply;
+    int64_t          now;
+
+    if (r->ctx != NULL) {
+        return 0;
+    }
+
+    now = pb_now_ms();
+    if (now < r->next_attempt_ms) {
+        return -1;
+    }
+    r->next_attempt_ms = now + 500;
+
+    tv.tv_sec = 2;
+    tv.tv_usec = 0;
+
+    r->ctx = r->path[0] ? redisConnectUnixWithTimeout(r->path, tv)
+                        : redisConnectWithTimeout(r->host, r->port, tv);
+
+    if (r->ctx == NULL || r->ctx->err) {
+        if (!r->down_logged) {
+            pb_log(PB_LOG_ERROR, "redis connect failed", "{s:s}", "error",
+                   r->ctx ? r->ctx->errstr : "out of memory");
+            r->down_logged = 1;
+        }
+        if (r->ctx != NULL) {
+            redisFree(r->ctx);
+            r->ctx = NULL;
+        }
+        return -1;
+    }
+
+    tv.tv_sec = (time_t) (r->timeout_ms / 1000);
+    tv.tv_usec = (suseconds_t) (r->timeout_ms % 1000) * 1000;
+    redisSetTimeout(r->ctx, tv);
+
+    if (r->password[0]) {
+        reply = redisCommand(r->ctx, "AUTH %s", r->password);
+        if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+            pb_log(PB_LOG_ERROR, "redis AUTH failed", NULL);
+            freeReplyObject(reply);
+            drop(r, "auth failed");
+            return -1;
+        }
+        freeReplyObject(reply);
+    }
+
+    if (r->db != 0) {
+        reply = redisCommand(r->ctx, "SELECT %d", r->db);
+        if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+            freeReplyObject(reply);
+            drop(r, "SELECT failed");
+            return -1;
+        }
+        freeReplyObject(reply);
+    }
+
+    if (r->down_logged) {
+        pb_log(PB_LOG_INFO, "redis connected", NULL);
+        r->down_logged = 0;
+    }
+
+    return 0;
+}
+
+
+/* Turns a raw hiredis result into the contract: NULL on any failure. */
+static redisReply *
+checked(pb_redis_t *r, redisReply *reply, const char *what)
+{
+    if (reply == NULL) {
+        drop(r, r->ctx->errstr);
+        return NULL;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        pb_log(PB_LOG_ERROR, "redis error", "{s:s, s:s}", "command", what,
+               "error", reply->str);
+        freeReplyObject(reply);
+        return NULL;
+    }
+
+    return reply;
+}
+
+
+redisReply *
+pb_redis_cmd(pb_redis_t *r, const char *fmt, ...)
+{
+    va_list      ap;
+    redisReply  *reply;
+
+    if (ensure(r) != 0) {
+        return NULL;
+    }
+
+    va_start(ap, fmt);
+    reply = redisvCommand(r->ctx, fmt, ap);
+    va_end(ap);
+
+    return checked(r, reply, fmt);
+}
+
+
+redisReply *
+pb_redis_argv(pb_redis_t *r, int argc, const char **argv)
+{
+    if (ensure(r) != 0) {
+        return NULL;
+    }
+
+    return checked(r, redisCommandArgv(r->ctx, argc, argv, NULL), argv[0]);
+}
+
+
+static int
+load_script(pb_redis_t *r, pb_script_t *script)
+{
+    redisReply  *reply;
+
+    reply = pb_redis_cmd(r, "SCRIPT LOAD %s", script->body);
+    if (reply == NULL || reply->type != REDIS_REPLY_STRING
+        || reply->len != 40)
+    {
+        freeReplyObject(reply);
+        return -1;
+    }
+
+    memcpy(script->sha, reply->str, 41);
+    freeReplyObject(reply);
+
+    return 0;
+}
+
+
+redisReply *
+pb_redis_eval(pb_redis_t *r, pb_script_t *script, const char **keys,
+    const char **args)
+{
+    const char  *argv[PB_REDIS_MAX_ARGS];
+    char         nkeys_text[16];
+    int          argc, nkeys, attempt;
+    redisReply  *reply;
+
+    if (ensure(r) != 0) {
+        return NULL;
+    }
+
+    argc = 3;
+    for (nkeys = 0; keys != NULL && keys[nkeys] != NULL; nkeys++) {
+        argv[argc++] = keys[nkeys];
+    }
+    for (; args != NULL && *args != NULL && argc < PB_REDIS_MAX_ARGS; args++) {
+        argv[argc++] = *args;
+    }
+
+    snprintf(nkeys_text, sizeof(nkeys_text), "%d", nkeys);
+    argv[0] = "EVALSHA";
+    argv[2] = nkeys_text;
+
+    /* twice at most: the second after (re)loading a script Redis forgot */
+    for (attempt = 0; attempt < 2; attempt++) {
+        if (script->sha[0] == '\0' && load_script(r, script) != 0) {
+            return NULL;
+        }
+
+        argv[1] = script->sha;
+        reply = redisCommandArgv(r->ctx, argc, argv, NULL);
+
+        if (reply != NULL && reply->type == REDIS_REPLY_ERROR
+            && strncmp(reply->str, "NOSCRIPT", 8) == 0)
+        {
+            freeReplyObject(reply);
+            script->sha[0] = '\0';
+            continue;
+        }
+
+        return checked(r, reply, script->name);
+    }
+
+    return NULL;
+}
+
+
+int
+pb_redis_lock(pb_redis_t *r, const char *key, const char *owner,
+    int64_t ttl_ms)
+{
+    redisReply  *reply;
+    int          got;
+
+    reply = pb_redis_cmd(r, "SET %s %s NX PX %lld", key, owner,
+                         (long long) ttl_ms);
+    got = reply != NULL && reply->type == REDIS_REPLY_STATUS;
+    freeReplyObject(reply);
+
+    return got;
+}
+
+
+static pb_script_t  unlock_script = {
+    "unlock",
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+    "  return redis.call('DEL', KEYS[1])\n"
+    "end\n"
+    "return 0\n",
+    ""
+};
+
+
+void
+pb_redis_unlock(pb_redis_t *r, const char *key, const char *owner)
+{
+    const char  *keys[] = { key, NULL };
+    const char  *args[] = { owner, NULL };
+
+    freeReplyObject(pb_redis_eval(r, &unlock_script, keys, args));
+}
+
+
+int64_t
+pb_redis_time_ms(pb_redis_t *r)
+{
+    int64_t      ms = -1;
+    redisReply  *reply;
+
+    reply = pb_redis_cmd(r, "TIME");
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
+        && reply->elements == 2)
+    {
+        ms = pb_reply_int(reply, 0, 0) * 1000 + pb_reply_int(reply, 1, 0) / 1000;
+    }
+
+    freeReplyObject(reply);
+
+    return ms;
+}
+
+
+const char *
+pb_reply_str(const redisReply *reply, size_t i)
+{
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || i >= reply->elements)
+    {
+        return NULL;
+    }
+
+    reply = reply->element[i];
+
+    return reply->type == REDIS_REPLY_STRING
+           || reply->type == REDIS_REPLY_STATUS ? reply->str : NULL;
+}
+
+
+long long
+pb_reply_int(const redisReply *reply, size_t i, long long def)
+{
+    const char  *s;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
+        && i < reply->elements
+        && reply->element[i]->type == REDIS_REPLY_INTEGER)
+    {
+        return reply->element[i]->integer;
+    }
+
+    s = pb_reply_str(reply, i);
+
+    return s ? strtoll(s, NULL, 10) : def;
+}

@@ -1,0 +1,64 @@
+/*
+ * A hiredis (0.14, synchronous) connection that reconnects on its own, and
+ * the Lua script runner every multi-key change goes through.
+ *
+ * Every call returns NULL on an I/O error (the connection is dropped and
+ * re-established by the next call) and on an error reply (logged with the
+ * script's name), so callers test one thing.
+ */
+
+#ifndef PB_REDIS_UTIL_H
+#define PB_REDIS_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <hiredis/hiredis.h>
+
+typedef struct pb_redis_s  pb_redis_t;
+
+/* A script: its text and the SHA1 Redis gave it (filled on first use). */
+typedef struct {
+    const char  *name;
+    const char  *body;
+    char         sha[41];
+} pb_script_t;
+
+/*
+ * Parses url (redis://[:password@]host[:port][/db], unix:///path[?db=N]
+ * or a bare /path) and connects.  A Redis that is down is not an error
+ * here: the first command reconnects.  NULL with err on a malformed URL.
+ * command_timeout_ms must exceed the longest blocking command's timeout.
+ */
+pb_redis_t *pb_redis_open(const char *url, int64_t command_timeout_ms,
+    char *err, size_t err_len);
+
+void pb_redis_close(pb_redis_t *r);
+
+/* 1 when the last call reached Redis (its reply may still be an error). */
+int pb_redis_connected(const pb_redis_t *r);
+
+redisReply *pb_redis_cmd(pb_redis_t *r, const char *fmt, ...);
+
+redisReply *pb_redis_argv(pb_redis_t *r, int argc, const char **argv);
+
+/*
+ * EVALSHA with the keys and args (NULL-terminated string arrays), loading
+ * the script first when Redis does not know it (first use, Redis restarted
+ * or flushed).
+ */
+redisReply *pb_redis_eval(pb_redis_t *r, pb_script_t *script,
+    const char **keys, const char **args);
+
+/* A mutual-exclusion lease: SET key owner NX PX ttl; release only if ours. */
+int pb_redis_lock(pb_redis_t *r, const char *key, const char *owner,
+    int64_t ttl_ms);
+void pb_redis_unlock(pb_redis_t *r, const char *key, const char *owner);
+
+/* Redis's clock in ms (the clock every script uses), or -1. */
+int64_t pb_redis_time_ms(pb_redis_t *r);
+
+/* Reply helpers: element i of an array reply as a string / integer. */
+const char *pb_reply_str(const redisReply *reply, size_t i);
+long long pb_reply_int(const redisReply *reply, size_t i, long long def);
+
+#endif /* PB_REDIS_UTIL_H */

@@ -1,0 +1,468 @@
+/*
+ * Launch slots and the life of a run.  See slots.h; the key layout and the
+ * state diagram are in docs/redis-layout.md.
+ */
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lua.h"
+#include "slots.h"
+
+#define INT_ARG(buf, v)  (snprintf(buf, sizeof(buf), "%" PRId64, (int64_t) (v)), buf)
+
+
+void
+pb_lua_keys(const char **keys, const char *extra1, const char *extra2)
+{
+    static const char  *fixed[PB_LUA_NKEYS] = { PB_LUA_KEYS_INIT };
+
+    memcpy(keys, fixed, sizeof(fixed));
+    keys[PB_LUA_NKEYS] = extra1;
+    keys[PB_LUA_NKEYS + 1] = extra1 ? extra2 : NULL;
+    keys[PB_LUA_NKEYS + 2] = NULL;
+}
+
+
+/*
+ * ARGV: 2 max running, 3 worker id, 4 lease ms, 5 calls per minute,
+ * 6 how many pending jobs to look at for one whose agent is free.
+ */
+static pb_script_t  claim_script = { "claim",
+    PB_LUA_PRELUDE PB_LUA_THROTTLE
+    "local now = now_ms()\n"
+    "if redis.call('EXISTS', K.paused) == 1 then return {'paused'} end\n"
+    "if redis.call('EXISTS', K.draining) == 1 then return {'draining'} end\n"
+    "local closed = tonumber(redis.call('GET', K.lane) or '0')\n"
+    "if closed > now then return {'lane_closed', int(closed - now)} end\n"
+    /* retries whose backoff is over go back in line at their old place */
+    "for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.retry, '-inf', now,\n"
+    "    'LIMIT', 0, 100)) do\n"
+    "  redis.call('ZREM', K.retry, id)\n"
+    "  local score = jget(id, 'score')\n"
+    "  if score then\n"
+    "    redis.call('HSET', P .. id, 'state', 'pending')\n"
+    "    redis.call('ZADD', K.pending, score, id)\n"
+    "  end\n"
+    "end\n"
+    "if redis.call('ZCARD', K.running) >= tonumber(ARGV[2]) then\n"
+    "  return {'full'}\n"
+    "end\n"
+    "local pick\n"
+    "local candidates = redis.call('ZRANGE', K.pending, 0,\n"
+    "  tonumber(ARGV[6]) - 1)\n"
+    "for _, id in ipairs(candidates) do\n"
+    "  local agent = jget(id, 'agent')\n"
+    "  if not agent then\n"
+    "    redis.call('ZREM', K.pending, id)\n"
+    "  elseif redis.call('HEXISTS', K.launching, agent) == 0 then\n"
+    "    pick = id\n"
+    "    break\n"
+    "  end\n"
+    "end\n"
+    "if not pick then\n"
+    "  if #candidates > 0 then return {'busy'} end\n"
+    "  local due = redis.call('ZRANGE', K.retry, 0, 0, 'WITHSCORES')\n"
+    "  if due[2] then return {'empty', int(tonumber(due[2]) - now)} end\n"
+    "  return {'empty'}\n"
+    "end\n"
+    "local wait = throttle(now, tonumber(ARGV[5]))\n"
+    "if wait > 0 then return {'throttled', int(wait)} end\n"
+    "local token = tostring(redis.call('INCR', K.fence))\n"
+    "local agent = jget(pick, 'agent')\n"
+    "redis.call('ZREM', K.pending, pick)\n"
+    "redis.call('HSET', P .. pick, 'state', 'claimed', 'token', token,\n"
+    "  'worker', ARGV[3], 'claimed_at', int(now))\n"
+    "redis.call('HDEL', P .. pick, 'orphaned', 'retry_at')\n"
+    "redis.call('ZADD', K.running, now + tonumber(ARGV[4]), pick)\n"
+    "redis.call('HSET', K.launching, agent, pick)\n"
+    "return {'claimed', pick, agent, jget(pick, 'argument') or '', token,\n"
+    "  jget(pick, 'attempts') or '0'}\n",
+    ""
+};
+
+/* ARGV: 2 job id, 3 token */
+static pb_script_t  launching_script = { "mark_launching",
+    PB_LUA_PRELUDE
+    "if not holds(ARGV[2], ARGV[3]) or jget(ARGV[2], 'state') ~= 'claimed'\n"
+    "then\n"
+    "  return {'fenced', ARGV[2]}\n"
+    "end\n"
+    "redis.call('HSET', P .. ARGV[2], 'state', 'launching',\n"
+    "  'launching_at', int(now_ms()))\n"
+    "return {'ok', ARGV[2]}\n",
+    ""
+};
+
+/* ARGV: 2 job id, 3 token, 4 container, 5 run timeout ms, 6 found_by */
+static pb_script_t  record_script = { "record",
+    PB_LUA_PRELUDE PB_LUA_COMPLETE
+    "local id, container = ARGV[2], ARGV[4]\n"
+    "local now = now_ms()\n"
+    "local state = jget(id, 'state')\n"
+    "if not holds(id, ARGV[3])\n"
+    "   or (state ~= 'launching' and state ~= 'claimed') then\n"
+    "  metric('fenced')\n"
+    "  return {'fenced', id, state or ''}\n"
+    "end\n"
+    "local agent = jget(id, 'agent')\n"
+    "redis.call('HSET', K.containers, container, id)\n"
+    "if redis.call('HGET', K.launching, agent) == id then\n"
+    "  redis.call('HDEL', K.launching, agent)\n"
+    "end\n"
+    "redis.call('HSET', P .. id, 'state', 'running',\n"
+    "  'status', 'phantom_launched', 'container', container,\n"
+    "  'launched_at', int(now))\n"
+    "redis.call('HDEL', P .. id, 'orphaned')\n"
+    "redis.call('ZADD', K.running, now + tonumber(ARGV[5]), id)\n"
+    /* a launch got through: the run of 429s is over */
+    "redis.call('DEL', K.streak)\n"
+    "metric('launches')\n"
+    "audit({job_id = id, agent_id = agent, status = 'phantom_launched',\n"
+    "  container_id = container, metadata = {phantom_container_id = container,\n"
+    "    attempts = attempts(id), launched_by = jget(id, 'worker'),\n"
+    "    found_by = ARGV[6]}})\n"
+    "local early = jget(id, 'early_container')\n"
+    "if early == container then\n"
+    "  return complete(id, early_outcome(id), now)\n"
+    "elseif early then\n"
+    /* another run of the same agent ended while ours was being launched */
+    "  audit_unknown(early, agent, jget(id, 'early_payload'),\n"
+    "    jget(id, 'early_received_at'))\n"
+    "  redis.call('HDEL', P .. id, unpack(EARLY))\n"
+    "end\n"
+    "return {'recorded', id}\n",
+    ""
+};
+
+/* ARGV: 2 job id, 3 token, 4 close ms, 5 metric, 6 reason */
+static pb_script_t  requeue_script = { "requeue",
+    PB_LUA_PRELUDE
+    "local id = ARGV[2]\n"
+    "if not holds(id, ARGV[3]) then return {'fenced', id} end\n"
+    "local now = now_ms()\n"
+    "release(id)\n"
+    "redis.call('HSET', P .. id, 'state', 'pending', 'last_error', ARGV[6])\n"
+    "redis.call('ZADD', K.pending, jget(id, 'score'), id)\n"
+    "local close = tonumber(ARGV[4])\n"
+    "if close > 0 then\n"
+    "  local current = tonumber(redis.call('GET', K.lane) or '0')\n"
+    "  if now + close > current then\n"
+    "    redis.call('SET', K.lane, int(now + close), 'PX', int(close))\n"
+    "  end\n"
+    "end\n"
+    "if ARGV[5] ~= '' then metric(ARGV[5]) end\n"
+    "return {'requeued', id}\n",
+    ""
+};
+
+/* ARGV: 2 job id, 3 token, 4 delay ms, 5 max attempts, 6 error */
+static pb_script_t  fail_script = { "fail",
+    PB_LUA_PRELUDE
+    "local id = ARGV[2]\n"
+    "if not holds(id, ARGV[3]) then return {'fenced', id} end\n"
+    "local now = now_ms()\n"
+    "release(id)\n"
+    "local n = redis.call('HINCRBY', P .. id, 'attempts', 1)\n"
+    "redis.call('HSET', P .. id, 'last_error', ARGV[6])\n"
+    "metric('launch_errors')\n"
+    "if n >= tonumber(ARGV[5]) then\n"
+    "  dead_letter(id, ARGV[6], now)\n"
+    "  return {'dead', id, tostring(n)}\n"
+    "end\n"
+    "local at = now + tonumber(ARGV[4])\n"
+    "redis.call('HSET', P .. id, 'state', 'retry', 'retry_at', int(at))\n"
+    "redis.call('ZADD', K.retry, at, id)\n"
+    "return {'retry', id, tostring(n)}\n",
+    ""
+};
+
+/* ARGV: 2 job id, 3 token, 4 deadline (ms, Redis time) */
+static pb_script_t  orphan_script = { "orphan",
+    PB_LUA_PRELUDE
+    "local id = ARGV[2]\n"
+    "if not holds(id, ARGV[3]) or jget(id, 'state') ~= 'launching' then\n"
+    "  return {'fenced', id}\n"
+    "end\n"
+    "redis.call('HSET', P .. id, 'orphaned', '1')\n"
+    "redis.call('ZADD', K.running, ARGV[4], id)\n"
+    "metric('orphaned_launches')\n"
+    "return {'orphaned', id}\n",
+    ""
+};
+
+/* ARGV: 2 job id, 3 token, 4..11 outcome */
+static pb_script_t  finish_script = { "finish",
+    PB_LUA_PRELUDE PB_LUA_COMPLETE
+    "local id = ARGV[2]\n"
+    "local state = jget(id, 'state')\n"
+    "if not holds(id, ARGV[3]) or (state ~= 'running'\n"
+    "    and state ~= 'launching' and state ~= 'claimed') then\n"
+    "  return {'fenced', id}\n"
+    "end\n"
+    "return complete(id, outcome(4), now_ms())\n",
+    ""
+};
+
+/*
+ * KEYS[18] the processing list.  ARGV: 2 envelope, 3 agent, 4..11 outcome
+ * (its container is the webhook's).
+ */
+static pb_script_t  webhook_script = { "webhook",
+    PB_LUA_PRELUDE PB_LUA_COMPLETE
+    "local envelope, agent = ARGV[2], ARGV[3]\n"
+    "local o = outcome(4)\n"
+    "local container = o.container\n"
+    "local now = now_ms()\n"
+    "local function ack(r)\n"
+    "  redis.call('LREM', K.extra1, 1, envelope)\n"
+    "  return r\n"
+    "end\n"
+    "metric('webhooks')\n"
+    "redis.call('HSET', K.metrics, 'last_webhook_at', int(now))\n"
+    "local id = opt(redis.call('HGET', K.containers, container))\n"
+    "if not id then\n"
+    "  local lid = opt(redis.call('HGET', K.launching, agent))\n"
+    "  if not lid then\n"
+    "    audit_unknown(container, agent, o.payload, o.received_at)\n"
+    "    return ack({'unknown', container})\n"
+    "  end\n"
+    "  if jget(lid, 'orphaned') then\n"
+    /* its launcher died mid-call: this webhook is all we will hear of it */
+    "    audit({job_id = lid, agent_id = agent, status = 'phantom_launched',\n"
+    "      container_id = container, metadata = {found_by = 'webhook',\n"
+    "        phantom_container_id = container}})\n"
+    "    return ack(complete(lid, o, now))\n"
+    "  end\n"
+    "  local early = jget(lid, 'early_container')\n"
+    "  if early == container then\n"
+    "    metric('webhooks_duplicate')\n"
+    "    return ack({'duplicate', lid})\n"
+    "  elseif early then\n"
+    "    audit_unknown(early, agent, jget(lid, 'early_payload'),\n"
+    "      jget(lid, 'early_received_at'))\n"
+    "  end\n"
+    /* the launch response is not recorded yet: hold this until it is */
+    "  redis.call('HSET', P .. lid, 'early_container', container,\n"
+    "    'early_status', o.status, 'early_exit_code', o.exit_code or '',\n"
+    "    'early_exit_message', o.exit_message or '',\n"
+    "    'early_payload', o.payload or '',\n"
+    "    'early_received_at', o.received_at or '')\n"
+    "  metric('webhooks_early')\n"
+    "  return ack({'early', lid})\n"
+    "end\n"
+    "local state = jget(id, 'state')\n"
+    "if state ~= 'running' and state ~= 'launching' and state ~= 'claimed'\n"
+    "then\n"
+    "  metric('webhooks_duplicate')\n"
+    "  return ack({'duplicate', id})\n"
+    "end\n"
+    "return ack(complete(id, o, now))\n",
+    ""
+};
+
+
+static void
+copy(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+
+/* Runs a script whose reply is {kind, job id, detail?}. */
+static int
+run(pb_ctx_t *ctx, pb_script_t *script, const char *extra, const char **argv,
+    pb_slot_result_t *res)
+{
+    const char  *keys[PB_LUA_NKEYS + 3];
+    redisReply  *reply;
+
+    pb_lua_keys(keys, extra, NULL);
+    memset(res, 0, sizeof(*res));
+
+    reply = pb_redis_eval(ctx->redis, script, keys, argv);
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements == 0)
+    {
+        freeReplyObject(reply);
+        return -1;
+    }
+
+    copy(res->kind, sizeof(res->kind), pb_reply_str(reply, 0));
+    copy(res->job_id, sizeof(res->job_id), pb_reply_str(reply, 1));
+    copy(res->detail, sizeof(res->detail), pb_reply_str(reply, 2));
+
+    freeReplyObject(reply);
+
+    return 0;
+}
+
+
+int
+pb_slot_claim(pb_ctx_t *ctx, int64_t lease_ms, pb_claim_t *claim)
+{
+    static const struct {
+        const char       *name;
+        pb_claim_kind_t   kind;
+    } kinds[] = {
+        { "claimed", PB_CLAIM_CLAIMED }, { "paused", PB_CLAIM_PAUSED },
+        { "draining", PB_CLAIM_DRAINING },
+        { "lane_closed", PB_CLAIM_LANE_CLOSED },
+        { "throttled", PB_CLAIM_THROTTLED }, { "full", PB_CLAIM_FULL },
+        { "empty", PB_CLAIM_EMPTY }, { "busy", PB_CLAIM_BUSY },
+    };
+
+    char         max[24], lease[24], cpm[24];
+    const char  *keys[PB_LUA_NKEYS + 3], *kind, *s;
+    const char  *argv[] = { PB_KEY_JOB_PREFIX, INT_ARG(max, ctx->cfg->max_running),
+                            ctx->cfg->worker_id, INT_ARG(lease, lease_ms),
+                            INT_ARG(cpm, ctx->cfg->calls_per_minute), "100",
+                            NULL };
+    size_t       i;
+    int          rc = -1;
+    redisReply  *reply;
+
+    memset(claim, 0, sizeof(*claim));
+    claim->wait_ms = -1;
+    pb_lua_keys(keys, NULL, NULL);
+
+    reply = pb_redis_eval(ctx->redis, &claim_script, keys, argv);
+    kind = pb_reply_str(reply, 0);
+    if (kind == NULL) {
+        goto done;
+    }
+
+    for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        if (strcmp(kind, kinds[i].name) == 0) {
+            claim->kind = kinds[i].kind;
+            rc = 0;
+            break;
+        }
+    }
+
+    if (rc != 0) {
+        goto done;
+    }
+
+    if (claim->kind != PB_CLAIM_CLAIMED) {
+        s = pb_reply_str(reply, 1);
+        claim->wait_ms = s ? strtoll(s, NULL, 10) : -1;
+        goto done;
+    }
+
+    copy(claim->job_id, sizeof(claim->job_id), pb_reply_str(reply, 1));
+    copy(claim->agent, sizeof(claim->agent), pb_reply_str(reply, 2));
+    s = pb_reply_str(reply, 3);
+    claim->argument = s && s[0] ? strdup(s) : NULL;
+    copy(claim->token, sizeof(claim->token), pb_reply_str(reply, 4));
+    claim->attempts = (int) pb_reply_int(reply, 5, 0);
+
+done:
+
+    freeReplyObject(reply);
+
+    return rc;
+}
+
+
+void
+pb_claim_free(pb_claim_t *claim)
+{
+    free(claim->argument);
+    claim->argument = NULL;
+}
+
+
+int
+pb_slot_mark_launching(pb_ctx_t *ctx, const char *job_id, const char *token,
+    pb_slot_result_t *res)
+{
+    const char  *argv[] = { PB_KEY_JOB_PREFIX, job_id, token, NULL };
+
+    return run(ctx, &launching_script, NULL, argv, res);
+}
+
+
+int
+pb_slot_record(pb_ctx_t *ctx, const char *job_id, const char *token,
+    const char *container, const char *found_by, pb_slot_result_t *res)
+{
+    char         timeout[24];
+    const char  *argv[] = { PB_KEY_JOB_PREFIX, job_id, token, container,
+                            INT_ARG(timeout, ctx->cfg->run_timeout_ms),
+                            found_by, NULL };
+
+    return run(ctx, &record_script, NULL, argv, res);
+}
+
+
+int
+pb_slot_requeue(pb_ctx_t *ctx, const char *job_id, const char *token,
+    int64_t close_ms, const char *metric, const char *reason,
+    pb_slot_result_t *res)
+{
+    char         close[24];
+    const char  *argv[] = { PB_KEY_JOB_PREFIX, job_id, token,
+                            INT_ARG(close, close_ms), metric, reason, NULL };
+
+    return run(ctx, &requeue_script, NULL, argv, res);
+}
+
+
+int
+pb_slot_fail(pb_ctx_t *ctx, const char *job_id, const char *token,
+    int64_t delay_ms, int max_attempts, const char *error,
+    pb_slot_result_t *res)
+{
+    char         delay[24], max[24];
+    const char  *argv[] = { PB_KEY_JOB_PREFIX, job_id, token,
+                            INT_ARG(delay, delay_ms), INT_ARG(max, max_attempts),
+                            error, NULL };
+
+    return run(ctx, &fail_script, NULL, argv, res);
+}
+
+
+int
+pb_slot_orphan(pb_ctx_t *ctx, const char *job_id, const char *token,
+    int64_t deadline_ms, pb_slot_result_t *res)
+{
+    char         deadline[24];
+    const char  *argv[] = { PB_KEY_JOB_PREFIX, job_id, token,
+                            INT_ARG(deadline, deadline_ms), NULL };
+
+    return run(ctx, &orphan_script, NULL, argv, res);
+}
+
+
+#define OUTCOME_ARGS(o)                                                       \
+    (o)->status, (o)->container ? (o)->container : "",                        \
+    (o)->exit_code ? (o)->exit_code : "",                                     \
+    (o)->exit_message ? (o)->exit_message : "",                               \
+    (o)->payload ? (o)->payload : "",                                         \
+    (o)->received_at ? (o)->received_at : "",                                 \
+    (o)->found_by ? (o)->found_by : "", (o)->error ? (o)->error : ""
+
+
+int
+pb_slot_finish(pb_ctx_t *ctx, const char *job_id, const char *token,
+    const pb_outcome_t *o, pb_slot_result_t *res)
+{
+    const char  *argv[] = { PB_KEY_JOB_PREFIX, job_id, token, OUTCOME_ARGS(o),
+                            NULL };
+
+    return run(ctx, &finish_script, NULL, argv, res);
+}
+
+
+int
+pb_slot_webhook(pb_ctx_t *ctx, const char *processing, const char *envelope,
+    const char *agent, const pb_outcome_t *o, pb_slot_result_t *res)
+{
+    const char  *argv[] = { PB_KEY_JOB_PREFIX, envelope, agent,
+                            OUTCOME_ARGS(o), NULL };
+
+    return run(ctx, &webhook_script, processing, argv, res);
+}
