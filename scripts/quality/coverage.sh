@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Line coverage of the module and of the worker, each measured by its own
+# test suites, each gated at 90 %.
+#
+#   scripts/quality/coverage.sh [module|worker ...]     default: both
+#
+# Builds each component with --coverage into its own directory
+# (build/quality/cov-nginx, build/quality/cov-worker), so the normal build
+# is untouched; runs its suites; prints gcovr's per-file table:
+#   module: ngx_http_phantombuster_module/ + common/ as linked into the .so
+#   worker: worker/ + common/ as linked into pb-worker and pbctl
+# and fails when a component is under PB_COVERAGE_MIN (default 90) percent
+# of lines.  nginx writes its .gcda files when its processes exit, which
+# the Test::Nginx runner causes with SIGQUIT (a graceful exit).  Needs
+# Redis (and PostgreSQL for the worker) as scripts/test.sh starts them.
+set -uo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$root"
+
+min=${PB_COVERAGE_MIN:-90}
+components=("$@")
+[ ${#components[@]} -gt 0 ] || components=(module worker)
+out=build/quality
+mkdir -p "$out"
+
+passed=0 failed=0 failed_names=()
+result() {
+    if [ "$2" -eq 0 ]; then passed=$(( passed + 1 ))
+    else failed=$(( failed + 1 )); failed_names+=("$1"); fi
+}
+
+# gcov_report NAME GCOV_CWD DIR FILTER...: the table, the gate
+gcov_report() {
+    local name=$1 cwd=$2 dir=$3 rc
+    shift 3
+    local filters=()
+    for f in "$@"; do filters+=(--filter "$f"); done
+
+    echo "=== coverage: $name"
+    # --object-directory: where gcov must run for the relative header
+    # paths recorded at compile time to resolve (nginx compiles from its
+    # source tree)
+    gcovr --root . --object-directory "$cwd" "${filters[@]}" \
+        --exclude '.*_modules\.c$' --print-summary \
+        --fail-under-line "$min" "$dir" 2>"$out/gcovr-$name.err" \
+        | tee "$out/coverage-$name.txt"
+    rc=${PIPESTATUS[0]}
+    grep -v '^$' "$out/gcovr-$name.err" | grep -v 'Cannot open source' \
+        | head -5
+    local pct
+    pct=$(grep -oE '^lines: [0-9.]+%' "$out/coverage-$name.txt" \
+          | grep -oE '[0-9.]+')
+    if [ "$rc" -eq 0 ]; then
+        echo "coverage: $name ${pct:-?}% of lines (gate $min%): ok"
+    else
+        echo "coverage: $name ${pct:-?}% of lines (gate $min%): FAILED"
+    fi
+    return "$rc"
+}
+
+coverage_module() {
+    local dir=$root/$out/cov-nginx rc=0
+    echo "=== coverage: building the module with --coverage in $dir"
+    build_module "$dir" "-O0 --coverage" || return 1
+    find "$dir" -name '*.gcda' -delete
+
+    echo "=== coverage: module suites"
+    test_module "$dir/ngx_http_phantombuster_module.so" \
+        "${TEST_NGINX_BINARY:-/usr/sbin/nginx}" \
+        >"$out/coverage-module-tests.log" 2>&1 || rc=1
+    tail -3 "$out/coverage-module-tests.log"
+    if [ $rc -ne 0 ]; then
+        echo "coverage: module suites failed" \
+             "(see $out/coverage-module-tests.log)"
+    fi
+
+    gcov_report module "$ngx_src" "$dir" \
+        'ngx_http_phantombuster_module/' 'common/' || rc=1
+    return $rc
+}
+
+coverage_worker() {
+    local dir=$root/$out/cov-worker rc=0
+    echo "=== coverage: building the worker with --coverage in $dir"
+    build_worker "$dir" "-O0 --coverage" || return 1
+    find "$dir" -name '*.gcda' -delete
+
+    echo "=== coverage: worker suites"
+    test_worker "$dir" >"$out/coverage-worker-tests.log" 2>&1 || rc=1
+    tail -3 "$out/coverage-worker-tests.log"
+    if [ $rc -ne 0 ]; then
+        echo "coverage: worker suites failed" \
+             "(see $out/coverage-worker-tests.log)"
+    fi
+
+    gcov_report worker "$root" "$dir" 'worker/' 'common/' || rc=1
+    return $rc
+}
+
+if ! command -v gcovr >/dev/null; then
+    echo "coverage: gcovr not found (scripts/setup.sh installs it)" >&2
+    exit 1
+fi
+
+for c in "${components[@]}"; do
+    case $c in
+    module) coverage_module; result module $? ;;
+    worker) coverage_worker; result worker $? ;;
+    *) echo "usage: $0 [module|worker ...]" >&2; exit 2 ;;
+    esac
+done
+
+[ ${#failed_names[@]} -eq 0 ] || echo "coverage: failed: ${failed_names[*]}"
+echo "coverage: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
