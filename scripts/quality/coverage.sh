@@ -93,7 +93,8 @@ coverage_worker() {
              "(see $out/coverage-worker-tests.log)"
     fi
 
-    gcov_report worker "$root" "$dir" 'worker/' 'common/' || rc=1
+    # worker/Makefile compiles from worker/ (../common/x.c)
+    gcov_report worker "$root/worker" "$dir" 'worker/' 'common/' || rc=1
     return $rc
 }
 

@@ -23,13 +23,26 @@ test_module() {
         PERL5LIB=$lib${PERL5LIB:+:$PERL5LIB} prove t/0*.t)
 }
 
-# build_worker DIR CFLAGS: pb-worker and pbctl into DIR.
+# build_worker DIR CFLAGS: pb-worker, pbctl and the unit test programs of
+# t/worker/ into DIR (worker/Makefile takes BUILD and CFLAGS, and links
+# with CFLAGS too).
 build_worker() {
-    make -s -C "$root/worker" BUILD="$1" \
-        EXTRA_CFLAGS="$2" EXTRA_LDFLAGS="$2"
+    make -s -C "$root/worker" BUILD="$1" CFLAGS="-g $2" all tests
 }
 
-# test_worker DIR: the worker's suites against the binaries in DIR.
+# test_worker DIR: the worker's suites against the binaries in DIR, through
+# scripts/test-worker.sh (PB_WORKER_BUILD names the build to test), or,
+# before that script exists, the unit test programs alone.
 test_worker() {
-    (cd "$root" && PB_WORKER_BUILD=$1 scripts/test-worker.sh)
+    local dir=$1 rc=0 t
+    if [ -x "$root/scripts/test-worker.sh" ]; then
+        (cd "$root" && PB_WORKER_BUILD=$dir scripts/test-worker.sh)
+        return
+    fi
+    for t in "$dir"/t/test_*; do
+        [ -x "$t" ] || continue
+        echo "=== $t"
+        "$t" || rc=1
+    done
+    return $rc
 }
