@@ -21,7 +21,7 @@
 #include "version.h"
 
 static const char  usage_text[] =
-    "usage: pbctl [--json] [flags] COMMAND [ARGS]\n"
+    "usage: pbctl [--json] [--verbose] [flags] COMMAND [ARGS]\n"
     "\n"
     "commands:\n"
     "  status                          lane, slots, counts, running jobs, workers\n"
@@ -41,6 +41,7 @@ static const char  usage_text[] =
 
 typedef struct {
     int          json;
+    int          verbose;       /* the JSON logs on stderr too */
     int          wait;          /* drain: wait for the running runs */
     int64_t      wait_ms;       /* drain: give up after (0 = never) */
     json_t      *request;
@@ -477,10 +478,12 @@ main(int argc, char **argv)
     memset(&ctl, 0, sizeof(ctl));
     memset(&ctx, 0, sizeof(ctx));
 
-    /* --json may come anywhere ("pbctl status --json"): take it out */
+    /* --json and --verbose may come anywhere ("pbctl status --json") */
     for (i = 1, k = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) {
             ctl.json = 1;
+        } else if (strcmp(argv[i], "--verbose") == 0) {
+            ctl.verbose = 1;
         } else {
             argv[k++] = argv[i];
         }
@@ -528,8 +531,10 @@ main(int argc, char **argv)
         goto done;
     }
 
-    /* logs (from restart's API calls, say) stay on stderr, warnings up */
-    pb_log_init("pbctl", cfg.worker_id, PB_LOG_WARN);
+    /* errors are one line on stderr; the JSON logs only with --verbose */
+    pb_log_init("pbctl", cfg.worker_id,
+                ctl.verbose ? (pb_log_level_t) cfg.log_level
+                            : (pb_log_level_t) (PB_LOG_ERROR + 1));
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
     ctx.cfg = &cfg;

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# pbctl's command line: bad input gives one clear line on stderr and exit 2,
+# an unreachable Redis exit 1, and the happy paths exit 0.  Needs the test
+# Redis (REDIS_URL, default redis://127.0.0.1:6394/14, flushed first).
+# Last line: "N passed, N failed".
+set -u
+root=$(cd "$(dirname "$0")/../.." && pwd)
+pbctl=${PBCTL:-$root/build/worker/pbctl}
+export REDIS_URL=${REDIS_URL_PBCTL:-redis://127.0.0.1:6394/14}
+unset PHANTOMBUSTER_API_KEY PHANTOMBUSTER_API_KEY_FILE
+redis-cli -u "$REDIS_URL" flushdb >/dev/null
+
+passed=0 failed=0
+
+# expect RC PATTERN -- ARGS...: exit status RC, stderr one line matching PATTERN
+expect() {
+    local rc=$1 pattern=$2; shift 3
+    local out err got lines
+    err=$("$pbctl" "$@" 2>&1 >/dev/null); got=$?
+    lines=$(printf '%s' "$err" | grep -c '')
+    if [ "$got" = "$rc" ] && { [ -z "$pattern" ] || { [ "$lines" -le 1 ] \
+            && grep -qE -- "$pattern" <<<"$err"; }; }; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        echo "FAIL: pbctl $* -> exit $got (want $rc), stderr: $err"
+    fi
+}
+
+expect 2 'command is required' -- 
+expect 2 'unknown command "frobnicate"' -- frobnicate
+expect 2 'unknown flag "--frob"' -- --frob status
+expect 2 '--agent ID is required' -- enqueue
+expect 2 '--agent needs a value' -- enqueue --agent
+expect 2 'agent id must be' -- enqueue --agent 'a b'
+expect 2 'argument is not valid JSON' -- enqueue --agent 1 --argument '{oops'
+expect 2 'priority wants an integer' -- enqueue --agent 1 --priority high
+expect 2 'priority wants an integer' -- enqueue --agent 1 --priority 99999999
+expect 2 'job id must be' -- enqueue --agent 1 --job-id 'x/y'
+expect 2 'unexpected argument "extra"' -- enqueue --agent 1 extra
+expect 2 'unexpected argument "now"' -- pause now
+expect 2 'unknown job set "bogus"' -- list --state bogus
+expect 2 'limit wants an integer' -- list --limit 0
+expect 2 'dlq needs' -- dlq
+expect 2 'unknown dlq command "explode"' -- dlq explode
+expect 2 'dlq retry needs a job id' -- dlq retry
+expect 2 'not in the dead-letter set' -- dlq retry nosuchjob
+expect 2 '--api-key is not accepted' -- --api-key s3cret status
+expect 2 'not a non-negative integer' -- --max-running lots status
+expect 2 'PHANTOMBUSTER_API_KEY' -- restart
+expect 2 'REDIS_URL' -- --redis-url ftp://x status
+expect 1 'Redis' -- --redis-url redis://127.0.0.1:1/0 status
+
+expect 0 '' -- enqueue --agent 1 --job-id a --argument '{"x":1}'
+expect 0 '' -- enqueue --agent 1 --job-id a
+expect 0 '' -- enqueue --agent 1 --priority 3 --job-id b
+expect 0 '' -- list
+expect 0 '' -- status
+expect 0 '' -- status --json
+expect 0 '' -- pause
+expect 0 '' -- resume
+expect 0 '' -- drain --no-wait
+expect 0 '' -- resume
+expect 0 '' -- dlq list
+expect 0 '' -- dlq retry-all
+expect 0 '' -- dlq purge
+expect 0 '' -- --help
+expect 0 '' -- --version
+
+# the outputs say what happened
+check() {
+    if eval "$2"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $1"; fi
+}
+check "enqueue repeat says nothing done" \
+    '"$pbctl" enqueue --agent 1 --job-id a | grep -q "already exists (state pending); nothing done"'
+check "list shows priority order" \
+    '[ "$("$pbctl" list | awk "NR>1 {print \$2}" | tr "\n" " ")" = "b a " ]'
+check "status --json is JSON with counts" \
+    '"$pbctl" status --json | python3 -c "import json,sys; d=json.load(sys.stdin); assert d[\"counts\"][\"pending\"] == 2"'
+check "enqueue --json gives the position" \
+    '"$pbctl" --json enqueue --agent 1 --job-id c | python3 -c "import json,sys; assert json.load(sys.stdin)[\"position\"] == 3"'
+check "the API key never shows" \
+    '! PHANTOMBUSTER_API_KEY=topsecret123 "$pbctl" --json status 2>&1 | grep -q topsecret123'
+
+echo "test_pbctl: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
