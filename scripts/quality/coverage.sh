@@ -86,7 +86,7 @@ coverage_worker() {
     find "$dir" -name '*.gcda' -delete
 
     echo "=== coverage: worker suites"
-    test_worker "$dir" >"$out/coverage-worker-tests.log" 2>&1 || rc=1
+    test_worker "$dir" "-O0 --coverage" >"$out/coverage-worker-tests.log" 2>&1 || rc=1
     tail -3 "$out/coverage-worker-tests.log"
     if [ $rc -ne 0 ]; then
         echo "coverage: worker suites failed" \

@@ -106,7 +106,7 @@ sanitize_worker() {
     rm -f "$logs"/worker-*
     echo "=== sanitize: worker suites"
     (sanitizer_env worker
-     test_worker "$dir") >"$out/sanitize-worker-tests.log" 2>&1 \
+     test_worker "$dir" "$flags") >"$out/sanitize-worker-tests.log" 2>&1 \
         || { rc=1; echo "sanitize: worker suites failed" \
                         "(see $out/sanitize-worker-tests.log)"; }
     tail -2 "$out/sanitize-worker-tests.log"
