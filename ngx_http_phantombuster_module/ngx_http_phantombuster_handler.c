@@ -21,6 +21,7 @@
 #define NGX_HTTP_PHANTOMBUSTER_RETRY_AFTER  "1"
 
 
+static ngx_int_t ngx_http_phantombuster_redact(ngx_http_request_t *r);
 static ngx_int_t ngx_http_phantombuster_check_secret(ngx_http_request_t *r,
     ngx_http_phantombuster_loc_conf_t *plcf);
 static ngx_uint_t ngx_http_phantombuster_secret_equal(ngx_str_t *expected,
@@ -61,6 +62,10 @@ ngx_http_phantombuster_handler(ngx_http_request_t *r)
     }
 
     ngx_http_set_ctx(r, ctx, ngx_http_phantombuster_module);
+
+    if (ngx_http_phantombuster_redact(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_phantombuster_module);
 
@@ -103,6 +108,75 @@ ngx_http_phantombuster_handler(ngx_http_request_t *r)
     }
 
     return NGX_DONE;
+}
+
+
+/*
+ * nginx appends the request line to every error log line about a request,
+ * and $request puts it in the access log: mask the "secret" argument there
+ * so that no log line written after this point shows it.
+ */
+
+static ngx_int_t
+ngx_http_phantombuster_redact(ngx_http_request_t *r)
+{
+    u_char  *p, *last, *q, *dst, *start;
+    size_t   n;
+
+    if (r->request_line.len == 0 || r->args.len == 0) {
+        return NGX_OK;
+    }
+
+    p = r->request_line.data;
+    last = p + r->request_line.len;
+
+    /* count the arguments to mask */
+
+    n = 0;
+
+    for (q = p; q + 8 <= last; q++) {
+        if ((*q == '?' || *q == '&')
+            && ngx_strncmp(q + 1, "secret=", 7) == 0)
+        {
+            n++;
+        }
+    }
+
+    if (n == 0) {
+        return NGX_OK;
+    }
+
+    dst = ngx_pnalloc(r->pool, r->request_line.len + n * 3);
+    if (dst == NULL) {
+        return NGX_ERROR;
+    }
+
+    start = dst;
+
+    while (p < last) {
+        if ((*p == '?' || *p == '&')
+            && last - p >= 8
+            && ngx_strncmp(p + 1, "secret=", 7) == 0)
+        {
+            dst = ngx_cpymem(dst, p, 8);
+            dst = ngx_cpymem(dst, "***", 3);
+
+            for (p += 8; p < last; p++) {
+                if (*p == '&' || *p == ' ' || *p == '#') {
+                    break;
+                }
+            }
+
+            continue;
+        }
+
+        *dst++ = *p++;
+    }
+
+    r->request_line.data = start;
+    r->request_line.len = dst - start;
+
+    return NGX_OK;
 }
 
 
@@ -407,6 +481,10 @@ ngx_http_phantombuster_process(ngx_http_request_t *r,
 
     ngx_add_timer(&ctx->timer, ctx->timeout);
 
+    /* a client that goes away now terminates the request (cleanup below) */
+
+    r->read_event_handler = ngx_http_test_reading;
+
     return NGX_DONE;
 }
 
@@ -620,8 +698,11 @@ ngx_http_phantombuster_cleanup(void *data)
     }
 
     if (ctx->op) {
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "phantombuster: request gone, push still pending");
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "phantombuster: client closed the request while its "
+                      "push was pending");
+
+        ngx_str_set(&ctx->result, "client closed request");
 
         ctx->op->request = NULL;
         ctx->op = NULL;

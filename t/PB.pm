@@ -38,8 +38,22 @@ our $RedisPort = $ENV{PB_TEST_REDIS_PORT} || 6399;
 our $Module = $ENV{PB_MODULE_SO}
               || "$root/build/nginx/ngx_http_phantombuster_module.so";
 
+# a second, private redis-server for the blocks that stop and restart it
+our $SpareRedisPort = $ENV{PB_TEST_SPARE_REDIS_PORT} || $RedisPort + 10;
+
+# an extra port for blocks that need a second listener (HTTP/2, fake Redis)
+our $ExtraPort = $ENV{PB_TEST_EXTRA_PORT}
+                 || ($ENV{TEST_NGINX_PORT} || $ENV{TEST_NGINX_SERVER_PORT}
+                     || 1984) + 100;
+
 $ENV{TEST_NGINX_REDIS_PORT} = $RedisPort;
+$ENV{TEST_NGINX_SPARE_REDIS_PORT} = $SpareRedisPort;
+$ENV{TEST_NGINX_EXTRA_PORT} = $ExtraPort;
 $ENV{TEST_NGINX_PB_ROOT} = $root;
+
+# set by a block's init, read by its checks (elapsed times, side results)
+our $T0;
+our %Stash;
 
 my $json = JSON::PP->new->canonical->allow_nonref;
 
@@ -56,8 +70,13 @@ sub json { $json }
 
 sub redis {
     my @args = @_;
+    my $port = $RedisPort;
 
-    open my $fh, '-|', 'redis-cli', '-p', $RedisPort, '--no-raw', @args
+    if (@args && $args[0] =~ /^-p$/) {
+        (undef, $port) = splice @args, 0, 2;
+    }
+
+    open my $fh, '-|', 'redis-cli', '-p', $port, '--no-raw', @args
         or die "cannot run redis-cli: $!";
     local $/;
     my $out = <$fh>;
@@ -72,10 +91,10 @@ sub redis {
 
 # raw values of a list, head first (as LRANGE returns them)
 sub redis_list {
-    my ($key) = @_;
+    my ($key, $db, $port) = @_;
 
-    open my $fh, '-|', 'redis-cli', '-p', $RedisPort, '--raw', '-d', "\x1e",
-        'LRANGE', $key, '0', '-1'
+    open my $fh, '-|', 'redis-cli', '-p', $port || $RedisPort,
+        '-n', $db || 0, '--raw', '-d', "\x1e", 'LRANGE', $key, '0', '-1'
         or die "cannot run redis-cli: $!";
     local $/;
     my $out = <$fh>;
@@ -91,30 +110,105 @@ sub redis_list {
 
 # envelopes in FIFO order (tail first: the order a consumer takes them)
 sub envelopes {
-    my ($key) = @_;
+    my ($key, $db, $port) = @_;
 
-    return map { $json->decode($_) } reverse redis_list($key);
+    return map { $json->decode($_) } reverse redis_list($key, $db, $port);
 }
 
 
+# the test databases the suites use: 0 and 3 (db=N tests)
 sub reset_keys {
-    my $keys = redis('--raw', 'KEYS', 'pbtest:*');
+    for my $db (0, 3) {
+        my $keys = redis('-n', $db, '--raw', 'KEYS', 'pbtest:*');
 
-    for my $k (grep { length } split /\n/, $keys) {
-        redis('DEL', $k);
+        for my $k (grep { length } split /\n/, $keys) {
+            redis('-n', $db, 'DEL', $k);
+        }
     }
 }
 
 
 sub redis_start {
-    system("$root/scripts/redis.sh", 'start', $RedisPort) == 0
-        or die "cannot start redis on $RedisPort";
+    my $port = shift || $RedisPort;
+
+    system("$root/scripts/redis.sh", 'start', $port) == 0
+        or die "cannot start redis on $port";
 }
 
 
 sub redis_stop {
-    system("$root/scripts/redis.sh", 'stop', $RedisPort) == 0
-        or die "cannot stop redis on $RedisPort";
+    my $port = shift || $RedisPort;
+
+    system("$root/scripts/redis.sh", 'stop', $port) == 0
+        or die "cannot stop redis on $port";
+}
+
+
+sub error_log_file {
+    my $f = $Test::Nginx::Util::ErrLogFile;
+
+    return $f if defined $f && length $f;
+
+    return ($ENV{TEST_NGINX_SERVROOT} || "$root/t/servroot")
+           . "/logs/error.log";
+}
+
+
+# the number of error.log lines (since nginx started) matching a regex
+sub log_count {
+    my ($re) = @_;
+
+    open my $fh, '<', error_log_file() or return 0;
+    my $n = grep { /$re/ } <$fh>;
+    close $fh;
+
+    return $n;
+}
+
+
+sub server_port {
+    return $ENV{TEST_NGINX_SERVER_PORT} || $ENV{TEST_NGINX_PORT} || 1984;
+}
+
+
+# Sends every request before reading any answer, so that nginx handles
+# them concurrently (their pushes share the worker's Redis connection).
+# Returns [status, body, headers] per request, in the order given.
+sub concurrent {
+    my ($path, $bodies, %opt) = @_;
+
+    require IO::Socket::INET;
+
+    my $port = $opt{port} || server_port();
+    my @socks;
+
+    for my $body (@$bodies) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $port, Proto => 'tcp')
+            or die "cannot connect to 127.0.0.1:$port: $!";
+
+        $s->autoflush(1);
+        print $s "POST $path HTTP/1.1\r\nHost: localhost\r\n"
+                 . "Connection: close\r\n"
+                 . "Content-Type: application/json\r\n"
+                 . "Content-Length: " . length($body) . "\r\n\r\n$body";
+        push @socks, $s;
+    }
+
+    my @res;
+
+    for my $s (@socks) {
+        local $/;
+        my $raw = <$s>;
+        $raw = '' unless defined $raw;
+        close $s;
+
+        my ($code) = $raw =~ m{^HTTP/1\.\d (\d+)};
+        my ($head, $body) = split /\r\n\r\n/, $raw, 2;
+        push @res, [$code || 0, defined $body ? $body : '', $head || ''];
+    }
+
+    return @res;
 }
 
 
@@ -199,7 +293,8 @@ sub expect {
 sub number_of_requests {
     my ($block) = @_;
 
-    for my $sec (qw(pipelined_requests request raw_request)) {
+    # a raw_request array is the pieces of one request
+    for my $sec (qw(pipelined_requests request)) {
         my $v = eval { $block->$sec };
         next unless defined $v;
         return scalar @$v if ref $v eq 'ARRAY';
@@ -240,6 +335,11 @@ Test::Nginx::Socket::add_response_body_check(sub {
 
     my $e = $Expect or return;
 
+    if ($dry_run) {
+        $e->{done} = 1;
+        return;
+    }
+
     my $last = number_of_requests($block) - 1;
     my $want;
 
@@ -253,7 +353,8 @@ Test::Nginx::Socket::add_response_body_check(sub {
     }
 
     if (defined $want) {
-        my $len = redis('LLEN', $e->{queue});
+        my $len = redis('-p', $e->{port} || $RedisPort, '-n', $e->{db} || 0,
+                        'LLEN', $e->{queue});
         $len =~ s/^\(integer\) //;
 
         Test::More::is($len, $want, $block->name
@@ -267,12 +368,18 @@ Test::Nginx::Socket::add_response_body_check(sub {
         $e->{check}->($block, $body, $req_idx);
     }
 
+    $e->{each}->($req_idx) if $e->{each};
+
     $e->{done} = 1 if $req_idx >= $last || defined $e->{after};
 });
 
 
+# the embedded TCP servers of Test::Nginx are forked children: only the
+# process that loaded this file reports
+my $pid = $$;
+
 END {
-    check_unconsumed();
+    check_unconsumed() if $$ == $pid;
 }
 
 

@@ -1,0 +1,472 @@
+# What the module stores in Redis: envelope fields, FIFO order, payloads
+# kept byte for byte, dedupe (sequential and concurrent), max_queue, the
+# several ways a body can arrive, secrets, db=N and the variables.
+
+use Test::Nginx::Socket 'no_plan';
+use t::PB;
+
+our $Config = <<'_EOC_';
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+        phantombuster_secret s3cret;
+        phantombuster_queue pbtest:webhooks;
+        add_header X-PB-Result $phantombuster_result always;
+        add_header X-PB-Container $phantombuster_container_id always;
+    }
+_EOC_
+
+add_block_preprocessor(sub {
+    my $block = shift;
+
+    $block->set_value('config', $Config) unless defined $block->config;
+    $block->set_value('no_error_log', "[error]\n[alert]\n[crit]\n")
+        unless defined $block->no_error_log;
+});
+
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: three webhooks come out FIFO with complete envelopes
+--- init
+t::PB::expect(len => [1, 2, 3], check => sub {
+    my ($block, $body) = @_;
+    my @env = t::PB::envelopes('pbtest:webhooks');
+    Test::More::is(join(',', map { $_->{payload}{containerId} } @env),
+                   '101,102,103', 'consumer order is delivery order');
+    my %ids = map { $_->{id} => 1 } @env;
+    Test::More::is(scalar keys %ids, 3, 'three distinct request ids');
+    for my $e (@env) {
+        Test::More::like($e->{id}, qr/^[0-9a-f]{32}$/, 'id is $request_id');
+        Test::More::is($e->{queue}, 'pbtest:webhooks', 'queue field');
+        Test::More::like($e->{received_at}, qr/^\d{13}$/, 'received_at ms');
+        Test::More::is(join(',', sort keys %$e),
+                       'id,payload,queue,received_at', 'envelope fields');
+    }
+    Test::More::ok($env[0]{received_at} <= $env[2]{received_at},
+                   'received_at grows');
+    my ($id) = $body =~ /"id":"([0-9a-f]{32})"/;
+    Test::More::is($env[2]{id}, $id, 'the 202 names the stored id');
+});
+--- request eval
+[map { "POST /hook?secret=s3cret\n" . t::PB::payload(containerId => $_) }
+     101 .. 103]
+--- error_code eval
+[202, 202, 202]
+--- response_body_like eval
+[qr/^\{"status":"queued","id":"[0-9a-f]{32}"\}$/,
+ qr/^\{"status":"queued","id":"[0-9a-f]{32}"\}$/,
+ qr/^\{"status":"queued","id":"[0-9a-f]{32}"\}$/]
+
+
+
+=== TEST 2: the payload is embedded byte for byte (spacing, escapes, extras)
+--- init
+t::PB::expect(len => 1, check => sub {
+    my @raw = t::PB::redis_list('pbtest:webhooks');
+    my $raw = $t::PB::Stash{raw};
+    Test::More::ok(index($raw[0], qq["payload":$raw}]) > 0,
+                   'payload bytes verbatim inside the envelope');
+    Test::More::is(t::PB::redis('EXISTS',
+                   'pbtest:webhooks:seen:run-42.a_b:c'), '(integer) 1',
+                   'seen marker uses the string containerId');
+});
+--- request eval
+$t::PB::Stash{raw} =
+    qq[{"containerId" : "run-42.a_b:c", "agentId":"agent-7",\n]
+    . qq[ "exitCode":87, "exitMessage":"no log timeout",]
+    . qq[ "extra":{"list":[1,2.50,"\\u00e9"],"nil":null},]
+    . qq[ "emoji":"\\ud83d\\ude00"}];
+"POST /hook?secret=s3cret\n" . $t::PB::Stash{raw}
+--- error_code: 202
+--- response_headers
+X-PB-Result: queued
+X-PB-Container: run-42.a_b:c
+
+
+
+=== TEST 3: a second delivery of one containerId is a duplicate, not pushed
+--- init
+t::PB::expect(len => [1, 1, 2], check => sub {
+    my $ttl = t::PB::redis('PTTL', 'pbtest:webhooks:seen:555');
+    $ttl =~ s/^\(integer\) //;
+    Test::More::ok($ttl > 86_000_000 && $ttl <= 86_400_000,
+                   "default dedupe window is 24h ($ttl ms)");
+    my @env = t::PB::envelopes('pbtest:webhooks');
+    Test::More::is($env[0]{payload}{containerId}, 555, 'first one kept');
+    Test::More::is(t::PB::redis('--raw', 'GET',
+                   'pbtest:webhooks:seen:555'), $env[0]{id},
+                   'marker holds the first request id');
+});
+--- request eval
+["POST /hook?secret=s3cret\n" . t::PB::payload(containerId => 555),
+ "POST /hook?secret=s3cret\n" . t::PB::payload(containerId => 555,
+                                                exitCode => 1),
+ "POST /hook?secret=s3cret\n" . t::PB::payload(containerId => 556)]
+--- error_code eval
+[202, 200, 202]
+--- response_body_like eval
+[qr/queued/, qr/^\{"status":"duplicate"\}$/, qr/queued/]
+
+
+
+=== TEST 4: phantombuster_dedupe sets the marker's window
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+        phantombuster_secret s3cret;
+        phantombuster_queue pbtest:webhooks;
+        phantombuster_dedupe 90s;
+    }
+--- init
+t::PB::expect(len => [1, 1], check => sub {
+    my $ttl = t::PB::redis('PTTL', 'pbtest:webhooks:seen:77');
+    $ttl =~ s/^\(integer\) //;
+    Test::More::ok($ttl > 80_000 && $ttl <= 90_000, "90s window ($ttl ms)");
+});
+--- request eval
+["POST /hook?secret=s3cret\n" . t::PB::payload(containerId => 77),
+ "POST /hook?secret=s3cret\n" . t::PB::payload(containerId => 77)]
+--- error_code eval
+[202, 200]
+
+
+
+=== TEST 5: phantombuster_dedupe off pushes every delivery
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+        phantombuster_secret s3cret;
+        phantombuster_queue pbtest:webhooks;
+        phantombuster_dedupe off;
+    }
+--- init
+t::PB::expect(len => [1, 2], check => sub {
+    Test::More::is(t::PB::redis('EXISTS', 'pbtest:webhooks:seen:88'),
+                   '(integer) 0', 'no marker when dedupe is off');
+});
+--- request eval
+["POST /hook?secret=s3cret\n" . t::PB::payload(containerId => 88),
+ "POST /hook?secret=s3cret\n" . t::PB::payload(containerId => 88)]
+--- error_code eval
+[202, 202]
+
+
+
+=== TEST 6: concurrent deliveries of one containerId push exactly once
+--- init
+my @res = t::PB::concurrent('/hook?secret=s3cret',
+    [map { t::PB::payload(containerId => 999, runDuration => $_) } 1 .. 20]);
+$t::PB::Stash{codes} = join ',', sort map { $_->[0] } @res;
+t::PB::expect(len => 1, check => sub {
+    Test::More::is($t::PB::Stash{codes}, join(',', ('200') x 19, '202'),
+                   'one 202 and nineteen 200 duplicates');
+});
+--- request eval
+"POST /hook?secret=s3cret\n" . t::PB::payload(containerId => 999)
+--- error_code: 200
+--- response_body chomp
+{"status":"duplicate"}
+
+
+
+=== TEST 7: 25 concurrent distinct webhooks share the pipelined connection
+--- init
+my @res = t::PB::concurrent('/hook?secret=s3cret',
+    [map { t::PB::payload(containerId => 1000 + $_) } 1 .. 25]);
+$t::PB::Stash{codes} = join ',', map { $_->[0] } @res;
+$t::PB::Stash{ids} = [map { $_->[1] =~ /"id":"(\w+)"/ ? $1 : '' } @res];
+t::PB::expect(len => 26, check => sub {
+    Test::More::is($t::PB::Stash{codes}, join(',', ('202') x 25),
+                   'all 25 answered 202');
+    my @env = t::PB::envelopes('pbtest:webhooks');
+    my %stored = map { $_->{id} => $_->{payload}{containerId} } @env;
+    my $i = 0;
+    for my $id (@{ $t::PB::Stash{ids} }) {
+        $i++;
+        Test::More::is($stored{$id}, 1000 + $i, "202 #$i is stored");
+    }
+});
+--- request eval
+"POST /hook?secret=s3cret\n" . t::PB::payload(containerId => 1)
+--- error_code: 202
+
+
+
+=== TEST 8: max_queue answers 503 + Retry-After once the list is full
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+        phantombuster_secret s3cret;
+        phantombuster_queue pbtest:webhooks;
+        phantombuster_max_queue 2;
+        add_header X-PB-Result $phantombuster_result always;
+    }
+--- init
+t::PB::expect(len => [1, 2, 2, 2], check => sub {
+    Test::More::is(t::PB::redis('EXISTS', 'pbtest:webhooks:seen:3'),
+                   '(integer) 0', 'a refused webhook leaves no marker');
+});
+--- request eval
+[map { "POST /hook?secret=s3cret\n" . t::PB::payload(containerId => $_) }
+     1, 2, 3, 1]
+--- error_code eval
+[202, 202, 503, 200]
+--- response_body_like eval
+[qr/queued/, qr/queued/, qr/^\{"error":"queue full"\}$/,
+ qr/^\{"status":"duplicate"\}$/]
+
+
+
+=== TEST 9: the 503 for a full queue carries Retry-After
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+        phantombuster_secret s3cret;
+        phantombuster_queue pbtest:webhooks;
+        phantombuster_max_queue 1;
+        add_header X-PB-Result $phantombuster_result always;
+    }
+--- init
+t::PB::redis('LPUSH', 'pbtest:webhooks', 'older');
+t::PB::expect(len => 1);
+--- request eval
+"POST /hook?secret=s3cret\n" . t::PB::payload()
+--- error_code: 503
+--- response_headers
+Retry-After: 1
+Content-Type: application/json
+X-PB-Result: queue full
+--- response_body chomp
+{"error":"queue full"}
+
+
+
+=== TEST 10: the secret in X-Webhook-Secret is accepted
+--- init
+t::PB::expect(len => 1);
+--- request eval
+"POST /hook\n" . t::PB::payload()
+--- more_headers
+X-Webhook-Secret: s3cret
+--- error_code: 202
+
+
+
+=== TEST 11: a percent-encoded secret argument is decoded before comparing
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+        phantombuster_secret "s3 cr&t/é";
+        phantombuster_queue pbtest:webhooks;
+    }
+--- init
+t::PB::expect(len => [1, 1]);
+--- request eval
+["POST /hook?x=1&secret=s3%20cr%26t%2F%C3%A9\n" . t::PB::payload(),
+ "POST /hook?secret=s3%20cr\n" . t::PB::payload()]
+--- error_code eval
+[202, 403]
+
+
+
+=== TEST 12: phantombuster_secret_file, trailing newline ignored
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+        phantombuster_secret_file $TEST_NGINX_PB_ROOT/t/data/secret.txt;
+        phantombuster_queue pbtest:webhooks;
+    }
+--- init
+t::PB::expect(len => [1, 1]);
+--- request eval
+["POST /hook?secret=from-a-file\n" . t::PB::payload(),
+ "POST /hook?secret=from-a-fil\n" . t::PB::payload()]
+--- error_code eval
+[202, 403]
+
+
+
+=== TEST 13: phantombuster_secret off needs no secret
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+        phantombuster_secret off;
+        phantombuster_queue pbtest:webhooks;
+    }
+--- init
+t::PB::expect(len => 1);
+--- request eval
+"POST /hook\n" . t::PB::payload()
+--- error_code: 202
+
+
+
+=== TEST 14: settings inherited from http{} and server{}, db=N honoured
+--- http_config
+    phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT db=3;
+    phantombuster_secret s3cret;
+--- config
+    phantombuster_queue pbtest:inherited;
+    location = /hook {
+        phantombuster_webhook;
+    }
+--- init
+t::PB::expect(len => 1, db => 3, queue => 'pbtest:inherited',
+              check => sub {
+    Test::More::is(t::PB::redis('LLEN', 'pbtest:inherited'),
+                   '(integer) 0', 'nothing in db 0');
+    my @env = t::PB::envelopes('pbtest:inherited', 3);
+    Test::More::is($env[0]{queue}, 'pbtest:inherited', 'queue name');
+});
+--- request eval
+"POST /hook?secret=s3cret\n" . t::PB::payload()
+--- error_code: 202
+
+
+
+=== TEST 15: a body spilled to a temporary file is read from it
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+        phantombuster_secret s3cret;
+        phantombuster_queue pbtest:webhooks;
+        client_body_buffer_size 1k;
+    }
+--- init
+t::PB::expect(len => 1, check => sub {
+    my @env = t::PB::envelopes('pbtest:webhooks');
+    Test::More::is(length $env[0]{payload}{resultObject}, 20000,
+                   'the whole 20 kB field is there');
+});
+--- request eval
+"POST /hook?secret=s3cret\n" . t::PB::payload(resultObject => 'r' x 20000)
+--- error_code: 202
+--- error_log
+a client request body is buffered to a temporary file
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 16: a chunked body in several chunks and writes
+--- init
+t::PB::expect(len => 1, check => sub {
+    my @env = t::PB::envelopes('pbtest:webhooks');
+    Test::More::is_deeply($env[0]{payload},
+                          {%{ t::PB::sample() }, containerId => 31337},
+                          'payload reassembled');
+});
+--- raw_request eval
+my $b = t::PB::payload(containerId => 31337);
+my @c = (substr($b, 0, 10), substr($b, 10, 100), substr($b, 110));
+["POST /hook?secret=s3cret HTTP/1.1\r\nHost: localhost\r\n"
+ . "Connection: close\r\nTransfer-Encoding: chunked\r\n\r\n",
+ (map { sprintf("%x\r\n%s\r\n", length $_, $_) } @c), "0\r\n\r\n"]
+--- error_code: 202
+
+
+
+=== TEST 17: a body that arrives in several writes (several buffers)
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+        phantombuster_secret s3cret;
+        phantombuster_queue pbtest:webhooks;
+        client_body_buffer_size 64k;
+    }
+--- init
+t::PB::expect(len => 1, check => sub {
+    my @env = t::PB::envelopes('pbtest:webhooks');
+    Test::More::is($env[0]{payload}{containerId}, 4242, 'payload intact');
+});
+--- raw_request eval
+my $b = t::PB::payload(containerId => 4242, resultObject => 'y' x 3000);
+["POST /hook?secret=s3cret HTTP/1.1\r\nHost: localhost\r\n"
+ . "Connection: close\r\nContent-Length: " . length($b) . "\r\n\r\n"
+ . substr($b, 0, 100), substr($b, 100, 1000), substr($b, 1100)]
+--- error_code: 202
+
+
+
+=== TEST 18: keep-alive: several webhooks on one connection
+--- init
+t::PB::expect(len => 2, check => sub {
+    my @env = t::PB::envelopes('pbtest:webhooks');
+    Test::More::is(join(',', map { $_->{payload}{containerId} } @env),
+                   '61,62', 'order kept');
+});
+--- pipelined_requests eval
+["POST /hook?secret=s3cret\n" . t::PB::payload(containerId => 61),
+ "POST /hook?secret=s3cret\n" . t::PB::payload(containerId => 62),
+ "POST /hook?secret=s3cret\n" . t::PB::payload(containerId => 62)]
+--- error_code eval
+[202, 202, 200]
+
+
+
+=== TEST 19: EVALSHA falls back to EVAL after SCRIPT FLUSH (private Redis)
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_SPARE_REDIS_PORT;
+        phantombuster_secret s3cret;
+        phantombuster_queue pbtest:webhooks;
+    }
+--- init
+my $port = $t::PB::SpareRedisPort;
+t::PB::redis_start($port);
+t::PB::redis('-p', $port, 'FLUSHALL');
+my @warm = t::PB::concurrent('/hook?secret=s3cret',
+                              [t::PB::payload(containerId => 1)]);
+Test::More::is($warm[0][0], 202, 'warm-up push loaded the script');
+t::PB::redis('-p', $port, 'SCRIPT', 'FLUSH');
+t::PB::expect(len => 2, port => $port);
+--- request eval
+"POST /hook?secret=s3cret\n" . t::PB::payload(containerId => 2)
+--- error_code: 202
+--- error_log
+lost the push script, falling back to EVAL
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 20: two locations, two queues, one connection
+--- config
+    location = /a {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+        phantombuster_secret s3cret;
+        phantombuster_queue pbtest:a;
+    }
+    location = /b {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+        phantombuster_secret other;
+        phantombuster_queue pbtest:b;
+    }
+--- init
+t::PB::expect(len => [0, 1, 1], queue => 'pbtest:b', check => sub {
+    Test::More::is(t::PB::redis('LLEN', 'pbtest:a'), '(integer) 1',
+                   'queue a got one');
+});
+--- request eval
+["POST /a?secret=s3cret\n" . t::PB::payload(containerId => 5),
+ "POST /b?secret=other\n" . t::PB::payload(containerId => 5),
+ "POST /b?secret=s3cret\n" . t::PB::payload(containerId => 6)]
+--- error_code eval
+[202, 202, 403]
