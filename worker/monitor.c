@@ -337,7 +337,16 @@ settle(pb_ctx_t *ctx, const run_t *run, int64_t now, int check_all,
 {
     pb_slot_result_t  sr;
     int               past = now >= run->deadline;
-    int               alive = pb_workers_alive(ctx, run->worker);
+    int               alive;
+
+    /*
+     * The monitor runs between launch steps, never during one, so a claim
+     * or launch in our own name is a previous life's (same PB_WORKER_ID,
+     * restarted after a crash): its launcher is dead, however fresh our
+     * heartbeat is.
+     */
+    alive = strcmp(run->worker, ctx->cfg->worker_id) == 0
+            ? 0 : pb_workers_alive(ctx, run->worker);
 
     if (strcmp(run->state, "claimed") == 0) {
         if (past || alive == 0) {

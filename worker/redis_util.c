@@ -341,16 +341,39 @@ pb_redis_eval(pb_redis_t *r, pb_script_t *script, const char **keys,
 }
 
 
+/*
+ * Ours if free, or already ours: a worker restarted under the same id
+ * takes back the lock its previous life died holding, instead of waiting
+ * out the TTL.
+ */
+static pb_script_t  lock_script = {
+    "lock",
+    "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
+    "  return 1\n"
+    "end\n"
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "  return 1\n"
+    "end\n"
+    "return 0\n",
+    ""
+};
+
+
 int
 pb_redis_lock(pb_redis_t *r, const char *key, const char *owner,
     int64_t ttl_ms)
 {
-    redisReply  *reply;
+    char         ttl[24];
+    const char  *keys[] = { key, NULL };
+    const char  *args[] = { owner, ttl, NULL };
     int          got;
+    redisReply  *reply;
 
-    reply = pb_redis_cmd(r, "SET %s %s NX PX %lld", key, owner,
-                         (long long) ttl_ms);
-    got = reply != NULL && reply->type == REDIS_REPLY_STATUS;
+    snprintf(ttl, sizeof(ttl), "%lld", (long long) ttl_ms);
+    reply = pb_redis_eval(r, &lock_script, keys, args);
+    got = reply != NULL && reply->type == REDIS_REPLY_INTEGER
+          && reply->integer == 1;
     freeReplyObject(reply);
 
     return got;

@@ -49,7 +49,10 @@ redisReply *pb_redis_argv(pb_redis_t *r, int argc, const char **argv);
 redisReply *pb_redis_eval(pb_redis_t *r, pb_script_t *script,
     const char **keys, const char **args);
 
-/* A mutual-exclusion lease: SET key owner NX PX ttl; release only if ours. */
+/*
+ * A mutual-exclusion lease: taken when free or already held by owner (a
+ * restarted worker of the same id), for ttl_ms; released only if ours.
+ */
 int pb_redis_lock(pb_redis_t *r, const char *key, const char *owner,
     int64_t ttl_ms);
 void pb_redis_unlock(pb_redis_t *r, const char *key, const char *owner);

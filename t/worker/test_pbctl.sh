@@ -82,5 +82,32 @@ check "enqueue --json gives the position" \
 check "the API key never shows" \
     '! PHANTOMBUSTER_API_KEY=topsecret123 "$pbctl" --json status 2>&1 | grep -q topsecret123'
 
+# the enqueue script in docs/redis-layout.md does what pbctl enqueue does
+fields() {  # a job's hash without the fields that differ by nature
+    redis-cli -u "$REDIS_URL" --no-raw HGETALL "phantombuster:job:$1" | paste - - \
+        | grep -vE '"(id|seq|score|enqueued_at|source)"' | sort
+}
+doc_script=$(awk '/<!-- enqueue-script -->/ {f = 1; next}
+                  f && /^```lua/ {g = 1; next}
+                  g && /^```/ {exit}
+                  g' "$root/docs/redis-layout.md")
+check "the documented enqueue script runs" \
+    '[ "$(redis-cli -u "$REDIS_URL" EVAL "$doc_script" 5 phantombuster:job:docjob \
+        phantombuster:jobs:seq phantombuster:jobs:pending phantombuster:audit:outbox \
+        phantombuster:metrics docjob 7 "{\"a\":1}" 2 rails | head -1)" = 1 ]'
+"$pbctl" enqueue --agent 7 --argument '{"a":1}' --priority 2 --job-id clijob >/dev/null
+check "and leaves the same job as pbctl enqueue" '[ "$(fields docjob)" = "$(fields clijob)" ]'
+check "and the same audit row" \
+    'redis-cli -u "$REDIS_URL" LRANGE phantombuster:audit:outbox 0 1 | python3 -c "
+import json, sys
+rows = [json.loads(line) for line in sys.stdin]
+for r in rows:
+    r.pop(\"job_id\"); r[\"metadata\"].pop(\"queue_position\")
+assert len(rows) == 2 and rows[0] == rows[1], rows"'
+check "documented enqueue of an existing id is a no-op" \
+    '[ "$(redis-cli -u "$REDIS_URL" EVAL "$doc_script" 5 phantombuster:job:docjob \
+        phantombuster:jobs:seq phantombuster:jobs:pending phantombuster:audit:outbox \
+        phantombuster:metrics docjob 7 "{}" 2 rails | head -1)" = 0 ]'
+
 echo "test_pbctl: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

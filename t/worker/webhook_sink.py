@@ -6,7 +6,7 @@ Receives the simulator's webhook POSTs and LPUSHes the module's envelope
 queue, byte for byte the way the module writes it, then answers 202.  Talks
 RESP over a plain socket: no Python Redis client needed.
 
-    webhook_sink.py --port P --redis-port R [--queue NAME]
+    webhook_sink.py --port P --redis-port R [--db N] [--queue NAME]
 """
 import argparse
 import json
@@ -18,8 +18,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Redis:
-    def __init__(self, port):
+    def __init__(self, port, db):
         self.port = port
+        self.db = db
         self.lock = threading.Lock()
         self.sock = None
 
@@ -34,6 +35,10 @@ class Redis:
                     if self.sock is None:
                         self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
                         self.file = self.sock.makefile("rb")
+                        if self.db:
+                            self.sock.sendall(b"*2\r\n$6\r\nSELECT\r\n$%d\r\n%d\r\n"
+                                              % (len(str(self.db)), self.db))
+                            self.file.readline()
                     self.sock.sendall(out)
                     line = self.file.readline()
                     if not line:
@@ -50,8 +55,9 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--redis-port", type=int, required=True)
     p.add_argument("--queue", default="phantombuster:webhooks")
+    p.add_argument("--db", type=int, default=0)
     a = p.parse_args()
-    redis = Redis(a.redis_port)
+    redis = Redis(a.redis_port, a.db)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"

@@ -1,0 +1,505 @@
+#!/usr/bin/env python3
+"""pb-worker against the PhantomBuster simulator, end to end.
+
+Each scenario gets a flushed Redis database, a fresh simulator, a webhook
+sink standing in for the nginx module (t/worker/webhook_sink.py), an SQLite
+audit file (PostgreSQL for the outage scenario) and real pb-worker
+processes.  Checks what the simulator saw (launches, concurrency, 429s),
+what Redis holds and what the audit table says.
+
+    test_integration.py --redis-port 6394 [--only NAME]
+
+Environment: PB_WORKER_TEST_ONLY=name (one scenario), PB_TEST_DB_OUTAGE
+(seconds of PostgreSQL outage, default 30), PB_TEST_SKIP_PG=1.
+The last line is "N passed, N failed".
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+WORKER = os.path.join(ROOT, "build", "worker", "pb-worker")
+PBCTL = os.path.join(ROOT, "build", "worker", "pbctl")
+SIM = os.path.join(ROOT, "scripts", "pb-simulator.py")
+SINK = os.path.join(ROOT, "t", "worker", "webhook_sink.py")
+API_KEY = "worker-test-key"
+DB = 13
+PG_PORT = int(os.environ.get("PB_WORKER_TEST_PG_PORT", "5497"))
+TERMINAL = {"success", "failed", "timed_out", "dead_lettered"}
+
+passed = failed = 0
+
+
+def check(name, ok, detail=""):
+    global passed, failed
+    if ok:
+        passed += 1
+        print("ok - %s" % name)
+    else:
+        failed += 1
+        print("not ok - %s%s" % (name, (": %s" % detail) if detail else ""))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(cond, timeout, step=0.1):
+    end = time.time() + timeout
+    while time.time() < end:
+        if cond():
+            return True
+        time.sleep(step)
+    return cond()
+
+
+class Env:
+    def __init__(self, redis_port, name, db="sqlite", **sim):
+        self.name = name
+        self.redis_port = redis_port
+        self.dir = tempfile.mkdtemp(prefix="pbw-%s-" % name)
+        self.procs = {}
+        self.sim_port, self.sink_port = free_port(), free_port()
+        self.redis("FLUSHDB")
+        if db == "sqlite":
+            self.audit_url = "sqlite:" + os.path.join(self.dir, "audit.db")
+        else:
+            self.audit_url = "postgresql://postgres@127.0.0.1:%d/pb_test" % PG_PORT
+        args = ["--port", self.sim_port, "--api-key", API_KEY, "--quiet",
+                "--webhook-url", "http://127.0.0.1:%d/hook" % self.sink_port]
+        sim.setdefault("run_seconds", 0.2)
+        sim.setdefault("start_seconds", 0.05)
+        for k, v in sim.items():
+            args += ["--" + k.replace("_", "-"), v]
+        self.spawn("sim", ["python3", SIM] + [str(a) for a in args])
+        self.spawn("sink", ["python3", SINK, "--port", str(self.sink_port),
+                            "--redis-port", str(redis_port), "--db", str(DB)])
+        wait_for(lambda: self.port_open(self.sim_port) and self.port_open(self.sink_port), 10)
+
+    @staticmethod
+    def port_open(port):
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    def spawn(self, name, argv, env=None):
+        log = open(os.path.join(self.dir, name + ".log"), "ab")
+        self.procs[name] = subprocess.Popen(argv, stdout=log, stderr=log, env=env,
+                                            cwd=self.dir)
+        return self.procs[name]
+
+    def env(self, **extra):
+        e = dict(os.environ)
+        e.update({
+            "REDIS_URL": "redis://127.0.0.1:%d/%d" % (self.redis_port, DB),
+            "AUDIT_DATABASE_URL": self.audit_url,
+            "PHANTOMBUSTER_API_KEY": API_KEY,
+            "PHANTOMBUSTER_API_URL": "http://127.0.0.1:%d" % self.sim_port,
+            "PB_MONITOR_INTERVAL": "0.5",
+            "PB_HTTP_TIMEOUT": "3",
+            "PB_HEARTBEAT_TTL": "3",
+            "PB_BACKOFF_BASE": "0.2",
+            "PB_BACKOFF_CAP": "2",
+            "PB_LOG_LEVEL": "debug",
+        })
+        e.update({k: str(v) for k, v in extra.items()})
+        return e
+
+    def worker(self, wid="w1", **extra):
+        return self.spawn(wid, [WORKER], self.env(PB_WORKER_ID=wid, **extra))
+
+    def pbctl(self, *args):
+        r = subprocess.run([PBCTL] + [str(a) for a in args], capture_output=True,
+                           text=True, env=self.env(), timeout=60)
+        return r
+
+    def enqueue(self, n, prefix="job", agent="4717388215573025"):
+        ids = []
+        for i in range(n):
+            jid = "%s-%03d" % (prefix, i)
+            r = self.pbctl("enqueue", "--agent", agent, "--job-id", jid,
+                           "--argument", json.dumps({"job": jid}))
+            assert r.returncode == 0, r.stderr
+            ids.append(jid)
+        return ids
+
+    def redis(self, *args):
+        r = subprocess.run(["redis-cli", "-p", str(self.redis_port), "-n", str(DB)]
+                           + [str(a) for a in args], capture_output=True, text=True)
+        return r.stdout.strip()
+
+    def job(self, jid):
+        out = self.redis("HGETALL", "phantombuster:job:" + jid).split("\n")
+        return dict(zip(out[0::2], out[1::2])) if len(out) > 1 else {}
+
+    def sim(self, path="stats", body=None):
+        url = "http://127.0.0.1:%d/_sim/%s" % (self.sim_port, path)
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(url, data=data, method="POST" if data else "GET",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return json.loads(r.read())
+
+    def metrics(self):
+        out = self.redis("HGETALL", "phantombuster:metrics").split("\n")
+        return {k: int(v) for k, v in zip(out[0::2], out[1::2])} if len(out) > 1 else {}
+
+    def audit_rows(self):
+        if self.audit_url.startswith("sqlite:"):
+            path = self.audit_url[len("sqlite:"):]
+            if not os.path.exists(path):
+                return {}
+            con = sqlite3.connect(path)
+            rows = con.execute("SELECT job_id, status, phantom_container_id, webhook_payload,"
+                               " metadata FROM service_audit_logs").fetchall()
+            con.close()
+        else:
+            sql = ("SELECT coalesce(json_agg(json_build_array(job_id, status, phantom_container_id,"
+                   " webhook_payload::text, metadata::text)), '[]') FROM service_audit_logs")
+            r = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(PG_PORT), "-U", "postgres",
+                                "-d", "pb_test", "-qAt", "-c", sql], capture_output=True, text=True)
+            rows = json.loads(r.stdout or "[]") if r.returncode == 0 else []
+        out = {}
+        for jid, status, cid, payload, md in rows:
+            out.setdefault(jid, []).append({"status": status, "container": cid, "payload": payload,
+                                            "metadata": json.loads(md or "{}")})
+        return out
+
+    def all_terminal(self, ids, timeout):
+        return wait_for(lambda: all(self.job(j).get("state") in ("done", "dead") for j in ids),
+                        timeout, 0.2)
+
+    def outbox_drained(self, timeout=15):
+        return wait_for(lambda: self.redis("LLEN", "phantombuster:audit:outbox") == "0", timeout)
+
+    def stop(self, name, sig=signal.SIGTERM, timeout=12):
+        p = self.procs.get(name)
+        if p is None or p.poll() is not None:
+            return p.returncode if p else None
+        p.send_signal(sig)
+        try:
+            return p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            return None
+
+    def close(self, ok):
+        for name in list(self.procs):
+            self.stop(name, signal.SIGKILL if name.startswith("w") else signal.SIGTERM, 5)
+        if ok and not os.environ.get("PB_TEST_KEEP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+        else:
+            print("# logs kept in %s" % self.dir)
+
+
+def common_checks(env, ids, label, expect="success"):
+    stats = env.sim()
+    check("%s: every job %s" % (label, expect),
+          all(env.job(j).get("status") == expect for j in ids),
+          {j: env.job(j).get("status") for j in ids if env.job(j).get("status") != expect})
+    check("%s: never more than one run at a time (simulator)" % label,
+          stats["max_concurrent_observed"] <= 1, stats["max_concurrent_observed"])
+    launched = [json.loads(c["argument"] or "{}").get("job") for c in stats["containers"]]
+    check("%s: every job launched exactly once" % label,
+          sorted(launched) == sorted(ids), "%d launches for %d jobs" % (len(launched), len(ids)))
+    drained = env.outbox_drained()
+    rows = env.audit_rows()
+    bad = {j: rows.get(j) for j in ids
+           if not (len(rows.get(j, [])) == 1 and rows[j][0]["status"] == expect
+                   and rows[j][0]["payload"]
+                   and rows[j][0]["container"] == env.job(j).get("container"))}
+    check("%s: audit rows terminal with payload" % label, drained and not bad,
+          (drained, dict(list(bad.items())[:2]), {j: env.job(j) for j in list(bad)[:1]}))
+    return stats, rows
+
+
+# ---- scenarios -------------------------------------------------------------
+
+def s_basic(rp):
+    env = Env(rp, "basic")
+    ok = False
+    try:
+        ids = env.enqueue(5)
+        env.worker("w1")
+        check("basic: 5 jobs finish", env.all_terminal(ids, 30))
+        stats, rows = common_checks(env, ids, "basic")
+        md = rows[ids[0]][0]["metadata"]
+        check("basic: metadata keys", all(k in md for k in (
+            "webhook_received_at", "phantom_container_id", "next_job_queued",
+            "queue_position", "attempts")), md)
+        check("basic: webhook-driven, no polling", stats["polls"] == 0, stats["polls"])
+        r = env.pbctl("status", "--json")
+        st = json.loads(r.stdout)
+        check("basic: pbctl status --json", r.returncode == 0 and st["counts"]["done"] == 5
+              and st["counts"]["running"] == 0, r.stdout[:200])
+        check("basic: SIGTERM exits 0 within 10 s", env.stop("w1", timeout=10) == 0)
+        ok = True
+    finally:
+        env.close(ok)
+
+
+def s_three_workers(rp):
+    env = Env(rp, "three", rate_limit=120, rate_window=60, run_seconds=0.1)
+    ok = False
+    try:
+        ids = env.enqueue(50)
+        for w in ("w1", "w2", "w3"):
+            env.worker(w, PB_API_CALLS_PER_MINUTE=100)
+        check("three: 50 jobs finish", env.all_terminal(ids, 120))
+        stats, rows = common_checks(env, ids, "three workers")
+        check("three: 0 HTTP 429 received", stats["http_429_sent"] == 0, stats["http_429_sent"])
+        check("three: no refusals needed", stats["launch_refusals"] == 0, stats["launch_refusals"])
+        workers = {env.job(j).get("worker") for j in ids}
+        check("three: work shared by the workers", len(workers) >= 2, workers)
+        ok = True
+    finally:
+        env.close(ok)
+
+
+def s_rate_limited(rp):
+    # the throttle off and a tight simulator limit: 429s must happen and cost nothing
+    env = Env(rp, "ratelimit", rate_limit=3, rate_window=4, run_seconds=0.1)
+    ok = False
+    try:
+        ids = env.enqueue(8)
+        env.worker("w1", PB_API_CALLS_PER_MINUTE=0)
+        env.worker("w2", PB_API_CALLS_PER_MINUTE=0)
+        check("429: 8 jobs finish", env.all_terminal(ids, 90))
+        stats, _ = common_checks(env, ids, "429")
+        m = env.metrics()
+        check("429: the simulator did refuse with 429", stats["http_429_sent"] > 0,
+              stats["http_429_sent"])
+        check("429: counted in metrics", m.get("launch_429", 0) == stats["http_429_sent"],
+              (m.get("launch_429"), stats["http_429_sent"]))
+        check("429: no retry budget used", all(env.job(j).get("attempts") == "0" for j in ids))
+        check("429: no dead letters", env.redis("ZCARD", "phantombuster:jobs:dead") == "0")
+        ok = True
+    finally:
+        env.close(ok)
+
+
+def s_refusals(rp):
+    env = Env(rp, "refusals", parallelism=1, run_seconds=0.4)
+    ok = False
+    try:
+        ids = env.enqueue(3, "a", agent="101") + env.enqueue(3, "b", agent="202")
+        env.worker("w1", PB_MAX_RUNNING=2)
+        check("refusal: 6 jobs finish", env.all_terminal(ids, 60))
+        stats, _ = common_checks(env, ids, "refusal")
+        m = env.metrics()
+        check("refusal: maxParallelismReached seen and counted",
+              stats["launch_refusals"] > 0 and m.get("launch_refusals") == stats["launch_refusals"],
+              (stats["launch_refusals"], m.get("launch_refusals")))
+        check("refusal: no attempts used", all(env.job(j).get("attempts") == "0" for j in ids))
+        ok = True
+    finally:
+        env.close(ok)
+
+
+def s_failures(rp):
+    env = Env(rp, "failures", fail_next=2, fail_status=503)
+    ok = False
+    try:
+        ids = env.enqueue(1, "f")
+        env.worker("w1", PB_MAX_ATTEMPTS=5)
+        check("5xx: job finishes after retries", env.all_terminal(ids, 30))
+        j = env.job(ids[0])
+        check("5xx: success with 2 attempts used", j.get("status") == "success"
+              and j.get("attempts") == "2", j)
+        env.sim("config", {"fail_next": 1, "fail_status": 400})
+        ids2 = env.enqueue(1, "g")
+        check("400: job settles", env.all_terminal(ids2, 30))
+        j = env.job(ids2[0])
+        check("400: dead-lettered at once with the reason", j.get("status") == "dead_lettered"
+              and j.get("attempts") == "1" and "HTTP 400" in j.get("error", ""), j)
+        r = env.pbctl("dlq", "list")
+        check("400: pbctl dlq list shows it", ids2[0] in r.stdout, r.stdout)
+        r = env.pbctl("dlq", "retry", ids2[0])
+        check("400: pbctl dlq retry", r.returncode == 0, r.stderr)
+        check("400: the retried job succeeds",
+              wait_for(lambda: env.job(ids2[0]).get("status") == "success", 30))
+        check("400: audit row went back and forward to success", env.outbox_drained()
+              and env.audit_rows()[ids2[0]][0]["status"] == "success")
+        env.sim("config", {"fail_next": 10, "fail_status": 503})
+        ids3 = env.enqueue(1, "h")
+        check("5xx: job settles when the budget runs out", env.all_terminal(ids3, 30))
+        j = env.job(ids3[0])
+        check("5xx: dead-lettered after PB_MAX_ATTEMPTS", j.get("status") == "dead_lettered"
+              and j.get("attempts") == "5", j)
+        ok = True
+    finally:
+        env.close(ok)
+
+
+def s_dropped_webhook(rp):
+    env = Env(rp, "dropped", drop_next=1, run_seconds=0.3)
+    ok = False
+    try:
+        ids = env.enqueue(3, "d")
+        env.worker("w1", SEQUENTIAL_QUEUE_TIMEOUT=2)
+        check("dropped: all jobs finish", env.all_terminal(ids, 30))
+        common_checks(env, ids, "dropped")
+        j = env.job(ids[0])
+        check("dropped: recovered by the timeout monitor (found_by polling)",
+              j.get("found_by") == "polling", j)
+        md = env.audit_rows()[ids[0]][0]["metadata"]
+        check("dropped: audit says found_by polling", md.get("found_by") == "polling", md)
+        check("dropped: the others came by webhook",
+              all(env.job(i).get("found_by") == "webhook" for i in ids[1:]))
+        ok = True
+    finally:
+        env.close(ok)
+
+
+def s_timeout_stop(rp):
+    env = Env(rp, "timeout", run_seconds=60)
+    ok = False
+    try:
+        ids = env.enqueue(2, "t")
+        env.worker("w1", SEQUENTIAL_QUEUE_TIMEOUT=2)
+        check("timeout: first run settles", wait_for(
+            lambda: env.job(ids[0]).get("state") == "done", 20))
+        j = env.job(ids[0])
+        check("timeout: marked timed_out", j.get("status") == "timed_out", j)
+        stats = env.sim()
+        check("timeout: agent stopped upstream", stats["stops"] >= 1, stats["stops"])
+        check("timeout: slot freed, next job launched",
+              wait_for(lambda: env.job(ids[1]).get("state") in ("running", "done"), 10))
+        check("timeout: counted", env.metrics().get("timeouts", 0) >= 1)
+        ok = True
+    finally:
+        env.close(ok)
+
+
+def s_poll_mode(rp):
+    env = Env(rp, "poll", webhook_url="", run_seconds=0.3)
+    ok = False
+    try:
+        # no webhook URL at all: the simulator sends nothing
+        env.sim("config", {"webhook_url": ""})
+        ids = env.enqueue(3, "p")
+        env.worker("w1", PB_POLL_MODE=1, PB_POLL_INTERVAL=0.3)
+        check("poll: all jobs finish without webhooks", env.all_terminal(ids, 30))
+        common_checks(env, ids, "poll")
+        check("poll: found by polling", all(env.job(j).get("found_by") == "polling" for j in ids))
+        ok = True
+    finally:
+        env.close(ok)
+
+
+def s_instant_runs(rp):
+    # runs that end before the launch answer is back: webhooks may come first
+    env = Env(rp, "instant", run_seconds=0, start_seconds=0)
+    ok = False
+    try:
+        ids = env.enqueue(10, "i")
+        env.worker("w1")
+        env.worker("w2")
+        check("instant: all jobs finish", env.all_terminal(ids, 30))
+        common_checks(env, ids, "instant")
+        check("instant: nothing unknown", env.metrics().get("webhooks_unknown", 0) == 0,
+              env.metrics())
+        ok = True
+    finally:
+        env.close(ok)
+
+
+def s_kill9(rp):
+    env = Env(rp, "kill9", run_seconds=0.3)
+    ok = False
+    try:
+        n, kills = 20, 20
+        ids = env.enqueue(n, "k")
+        names = ["w1", "w2", "w3"]
+        for w in names:
+            env.worker(w, SEQUENTIAL_QUEUE_TIMEOUT=20)
+        rng = random.Random(int(os.environ.get("PB_TEST_SEED", "7")))
+        for _ in range(kills):
+            time.sleep(rng.uniform(0.05, 0.6))
+            w = rng.choice(names)
+            env.procs[w].kill()
+            env.procs[w].wait()
+            env.worker(w, SEQUENTIAL_QUEUE_TIMEOUT=20)
+        check("kill -9 x%d: all jobs finish" % kills, env.all_terminal(ids, 120))
+        stats, _ = common_checks(env, ids, "kill -9")
+        m = env.metrics()
+        check("kill -9: no webhook lost (every webhook sent was applied)",
+              stats["webhooks_sent"] == n and m.get("webhooks", 0) >= n
+              and env.redis("LLEN", "phantombuster:webhooks") == "0",
+              (stats["webhooks_sent"], m.get("webhooks")))
+        ok = True
+    finally:
+        env.close(ok)
+
+
+def s_db_outage(rp):
+    if os.environ.get("PB_TEST_SKIP_PG") == "1":
+        return
+    outage = float(os.environ.get("PB_TEST_DB_OUTAGE", "30"))
+    pg = os.path.join(ROOT, "scripts", "postgres.sh")
+    r = subprocess.run([pg, "start", str(PG_PORT)], capture_output=True, text=True)
+    if r.returncode != 0:
+        check("db outage: PostgreSQL starts", False, r.stderr)
+        return
+    subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(PG_PORT), "-U", "postgres", "-d",
+                    "pb_test", "-qc", "DROP TABLE IF EXISTS service_audit_logs"],
+                   capture_output=True)
+    env = Env(rp, "dboutage", db="postgresql", run_seconds=0.5)
+    ok = False
+    try:
+        ids = env.enqueue(12, "o")
+        env.worker("w1")
+        wait_for(lambda: env.job(ids[1]).get("state") == "done", 20)
+        subprocess.run([pg, "stop", str(PG_PORT)], capture_output=True)
+        t0 = time.time()
+        time.sleep(outage)
+        done_during = sum(1 for j in ids if env.job(j).get("state") == "done")
+        backlog = int(env.redis("LLEN", "phantombuster:audit:outbox") or 0)
+        check("db outage: work went on while the database was down (%d done)" % done_during,
+              done_during > 2)
+        check("db outage: audit rows waited in Redis (%d)" % backlog, backlog > 0)
+        subprocess.run([pg, "start", str(PG_PORT)], capture_output=True)
+        print("# database was down %.0f s" % (time.time() - t0))
+        check("db outage: all jobs finish", env.all_terminal(ids, 60))
+        common_checks(env, ids, "db outage")
+        ok = True
+    finally:
+        env.close(ok)
+
+
+SCENARIOS = [s_basic, s_three_workers, s_rate_limited, s_refusals, s_failures,
+             s_dropped_webhook, s_timeout_stop, s_poll_mode, s_instant_runs, s_kill9,
+             s_db_outage]
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--redis-port", type=int, default=6394)
+    p.add_argument("--only", default=os.environ.get("PB_WORKER_TEST_ONLY"))
+    a = p.parse_args()
+    for s in SCENARIOS:
+        if a.only and s.__name__ != "s_" + a.only:
+            continue
+        print("# %s" % s.__name__[2:])
+        try:
+            s(a.redis_port)
+        except Exception:
+            check("%s ran" % s.__name__[2:], False, traceback.format_exc())
+    print("test_integration: %d passed, %d failed" % (passed, failed))
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
