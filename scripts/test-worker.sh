@@ -10,12 +10,14 @@
 #   scripts/test-worker.sh              everything
 #   scripts/test-worker.sh unit         unit and pbctl tests only
 #   PB_WORKER_TEST_ONLY=name scripts/test-worker.sh integration   one scenario
+#   PB_WORKER_BUILD=DIR CFLAGS=... scripts/test-worker.sh   test another build
+#       (sanitizers, coverage): built into DIR with those CFLAGS
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 what=${1:-all}
 port=${PB_WORKER_TEST_REDIS_PORT:-6394}
-build=build/worker
+build=${PB_WORKER_BUILD:-$PWD/build/worker}
 passed=0 failed=0
 
 count() {   # adds the "N passed, N failed" of a suite's output
@@ -38,7 +40,7 @@ run() {
     rm -f "$log"
 }
 
-if ! make -s -C worker BUILD="$PWD/$build" tests; then
+if ! make -s -C worker BUILD="$build" tests; then
     echo "0 passed, 1 failed"
     exit 1
 fi
@@ -47,6 +49,7 @@ scripts/redis.sh start "$port" || { echo "0 passed, 1 failed"; exit 1; }
 
 export REDIS_URL=redis://127.0.0.1:$port/15
 export REDIS_URL_PBCTL=redis://127.0.0.1:$port/14
+export PBCTL=$build/pbctl PB_WORKER_BUILD=$build
 
 if [ "$what" = all ] || [ "$what" = unit ]; then
     for t in "$build"/t/test_*; do

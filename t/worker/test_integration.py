@@ -29,8 +29,9 @@ import traceback
 import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-WORKER = os.path.join(ROOT, "build", "worker", "pb-worker")
-PBCTL = os.path.join(ROOT, "build", "worker", "pbctl")
+BUILD = os.environ.get("PB_WORKER_BUILD") or os.path.join(ROOT, "build", "worker")
+WORKER = os.path.join(BUILD, "pb-worker")
+PBCTL = os.path.join(BUILD, "pbctl")
 SIM = os.path.join(ROOT, "scripts", "pb-simulator.py")
 SINK = os.path.join(ROOT, "t", "worker", "webhook_sink.py")
 API_KEY = "worker-test-key"
@@ -48,7 +49,7 @@ def check(name, ok, detail=""):
         print("ok - %s" % name)
     else:
         failed += 1
-        print("not ok - %s%s" % (name, (": %s" % detail) if detail else ""))
+        print("not ok - %s%s" % (name, (": %s" % (detail,)) if detail else ""))
 
 
 def free_port():
@@ -479,9 +480,176 @@ def s_db_outage(rp):
         env.close(ok)
 
 
+def s_admin(rp):
+    env = Env(rp, "admin", run_seconds=1.0, drop_next=1)
+    ok = False
+    try:
+        ids = env.enqueue(2, "a")
+        env.worker("w1", SEQUENTIAL_QUEUE_TIMEOUT=600)
+        wait_for(lambda: env.job(ids[0]).get("state") == "running", 10)
+        env.procs["w1"].kill()
+        env.procs["w1"].wait()
+        # the run ends upstream, its webhook is dropped, its worker is gone
+        wait_for(lambda: env.sim()["webhooks_dropped"] == 1, 10)
+        r = env.pbctl("--json", "restart")
+        res = json.loads(r.stdout or "{}")
+        check("restart: frees the slot of a run finished upstream",
+              r.returncode == 0 and res.get("freed") == 1, (r.stdout, r.stderr))
+        j = env.job(ids[0])
+        check("restart: completed as by its webhook", j.get("status") == "success"
+              and j.get("found_by") == "restart", j)
+
+        env.redis("HSET", "phantombuster:job:ghost", "id", "ghost", "agent", "1",
+                  "state", "running", "token", "x", "container", "123456789",
+                  "worker", "nobody", "score", "1")
+        env.redis("ZADD", "phantombuster:jobs:running", "99999999999999", "ghost")
+        r = env.pbctl("restart")
+        check("restart: frees a run unknown upstream", r.returncode == 0
+              and env.job("ghost").get("status") == "failed"
+              and "not found upstream" in env.job("ghost").get("error", ""),
+              (r.stdout, r.stderr, env.job("ghost")))
+
+        more = env.enqueue(2, "b")
+        env.worker("w2")
+        wait_for(lambda: env.job(ids[1]).get("state") == "running", 10)
+        r = env.pbctl("drain", "--wait", "30")
+        check("drain: waits for the running run, then exits 0",
+              r.returncode == 0 and env.job(ids[1]).get("state") == "done", (r.stdout, r.stderr))
+        launches = env.sim()["launches"]
+        time.sleep(1.5)
+        check("drain: no new launch while draining",
+              env.sim()["launches"] == launches
+              and all(env.job(j).get("state") == "pending" for j in more))
+        r = env.pbctl("--json", "status")
+        check("drain: status says draining",
+              json.loads(r.stdout)["lane"]["state"] == "draining", r.stdout[:200])
+
+        # a status page's command, through Redis, run by the worker
+        env.redis("LPUSH", "phantombuster:control:commands",
+                  json.dumps({"cmd": "resume", "request_id": "r1", "by": "test"}))
+        check("command list: the worker runs it and answers",
+              wait_for(lambda: env.redis("GET", "phantombuster:control:result:r1") != "", 5)
+              and json.loads(env.redis("GET", "phantombuster:control:result:r1"))["ok"])
+        env.redis("LPUSH", "phantombuster:control:commands",
+                  json.dumps({"cmd": "dlq_retry", "id": "nope", "request_id": "r2"}))
+        check("command list: a bad request answers an error",
+              wait_for(lambda: env.redis("GET", "phantombuster:control:result:r2") != "", 5)
+              and "not in the dead-letter set"
+              in json.loads(env.redis("GET", "phantombuster:control:result:r2"))["error"])
+        check("resumed: the drained jobs run", env.all_terminal(more, 20))
+        ok = True
+    finally:
+        env.close(ok)
+
+
+def s_crash_mid_launch(rp):
+    # the launch call hangs 1.5 s, then the simulator launches: the worker is
+    # killed inside the call and restarted under the same id
+    env = Env(rp, "midlaunch", run_seconds=0.5, hang_next=1, hang_seconds=1.5,
+              hang_action="process")
+    ok = False
+    try:
+        ids = env.enqueue(3, "m")
+        env.worker("w1")
+        check("mid-launch: the call is in flight",
+              wait_for(lambda: env.job(ids[0]).get("state") == "launching", 10))
+        env.procs["w1"].kill()
+        env.procs["w1"].wait()
+        env.worker("w1")
+        check("mid-launch: all jobs finish", env.all_terminal(ids, 40))
+        common_checks(env, ids, "mid-launch")
+        log = open(os.path.join(env.dir, "w1.log")).read()
+        check("mid-launch: settled by reconciliation, not by a second launch",
+              '"msg":"launch reconciled","job":"m-000"' in log
+              and env.sim()["launches"] == 3, env.sim()["launches"])
+
+        # the call hangs past our HTTP timeout and is dropped: nothing launched,
+        # so the job is retried (one attempt used) and launched once
+        env.sim("config", {"hang_next": 1, "hang_seconds": 3, "hang_action": "drop"})
+        more = env.enqueue(1, "n")
+        env.stop("w1")
+        env.worker("w1", PB_HTTP_TIMEOUT=1)
+        check("lost answer: job finishes", env.all_terminal(more, 30))
+        j = env.job(more[0])
+        check("lost answer: retried once after checking upstream",
+              j.get("status") == "success" and j.get("attempts") == "1", j)
+        check("lost answer: launched once", env.sim()["launches"] == 4, env.sim()["launches"])
+        ok = True
+    finally:
+        env.close(ok)
+
+
+SUPERVISORD_MAIN = """[supervisord]
+nodaemon=true
+logfile=%(dir)s/supervisord.log
+pidfile=%(dir)s/supervisord.pid
+[unix_http_server]
+file=%(dir)s/supervisor.sock
+[supervisorctl]
+serverurl=unix://%(dir)s/supervisor.sock
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+[include]
+files = %(dir)s/pb-worker.conf
+"""
+
+
+def s_supervisord(rp):
+    import re
+    if not shutil.which("supervisord"):
+        print("# supervisord not installed: skipped")
+        return
+    env = Env(rp, "supervisord")
+    ok = False
+    try:
+        # the shipped program file, pointed at this test's paths
+        conf = open(os.path.join(ROOT, "scripts", "supervisord", "pb-worker.conf")).read()
+        key = os.path.join(env.dir, "api-key")
+        with open(key, "w") as f:
+            f.write(API_KEY + "\n")
+        subst = {"REDIS_URL": "redis://127.0.0.1:%d/%d" % (rp, DB),
+                 "AUDIT_DATABASE_URL": env.audit_url,
+                 "PHANTOMBUSTER_API_KEY_FILE": key,
+                 "PHANTOMBUSTER_API_URL": "http://127.0.0.1:%d" % env.sim_port}
+        for k, v in subst.items():
+            conf = re.sub(r'\b%s="[^"]*"' % k, '%s="%s"' % (k, v), conf)
+        conf = re.sub(r"(?m)^command=.*$", "command=" + WORKER, conf)
+        conf = re.sub(r"(?m)^directory=.*$", "directory=" + env.dir, conf)
+        conf = re.sub(r"(?m)^user=.*\n", "", conf)
+        conf = re.sub(r"(?m)^stdout_logfile=/var/log/pb-worker/", "stdout_logfile=%s/" % env.dir, conf)
+        with open(os.path.join(env.dir, "pb-worker.conf"), "w") as f:
+            f.write(conf)
+        main = os.path.join(env.dir, "supervisord.conf")
+        with open(main, "w") as f:
+            f.write(SUPERVISORD_MAIN % {"dir": env.dir})
+        env.spawn("supervisord", ["supervisord", "-c", main])
+        ctl = ["supervisorctl", "-c", main]
+        running = lambda: subprocess.run(ctl + ["status"], capture_output=True,
+                                         text=True).stdout.count("RUNNING") == 2
+        check("supervisord: two workers RUNNING", wait_for(running, 15))
+        ids = env.enqueue(4, "s")
+        check("supervisord: jobs run", env.all_terminal(ids, 30))
+        workers = json.loads(env.pbctl("--json", "status").stdout)["workers"]
+        check("supervisord: stable worker ids host-NN",
+              sorted(w["id"].rsplit("-", 1)[1] for w in workers) == ["00", "01"], workers)
+        t0 = time.time()
+        r = subprocess.run(ctl + ["stop", "all"], capture_output=True, text=True, timeout=40)
+        log = open(os.path.join(env.dir, "supervisord.log")).read()
+        check("supervisord: stop is clean (exit 0, no SIGKILL, < 10 s)",
+              len(set(re.findall(r"stopped: (pb-worker-\d+) \(exit status 0\)", log))) == 2
+              and "SIGKILL" not in log
+              and time.time() - t0 < 10, (r.stdout, log[-500:]))
+        lines = open(os.path.join(env.dir, "pb-worker-00.log")).read().splitlines()
+        check("supervisord: the log is JSON lines",
+              lines and all(json.loads(l).get("msg") for l in lines), lines[:2])
+        ok = True
+    finally:
+        env.close(ok)
+
+
 SCENARIOS = [s_basic, s_three_workers, s_rate_limited, s_refusals, s_failures,
              s_dropped_webhook, s_timeout_stop, s_poll_mode, s_instant_runs, s_kill9,
-             s_db_outage]
+             s_crash_mid_launch, s_admin, s_supervisord, s_db_outage]
 
 
 def main():
