@@ -48,7 +48,8 @@ DEFAULTS = {
     "fail_status": 503,
     "hang_next": 0,            # do not answer the next N API calls for hang_seconds
     "hang_seconds": 30.0,
-    "hang_action": "drop",     # after hanging: "drop" (close, no side effect) | "process"
+    "hang_action": "drop",     # "drop": hang, close, no side effect; "process": hang, then
+                               # handle and answer late; "lose": handle at once, hang, close
     "seed": None,              # random seed for the *_fraction switches
     "quiet": False,            # do not log one line per HTTP call
 }
@@ -107,6 +108,7 @@ class Sim:
         self.rng = random.Random(self.cfg["seed"])
         self.state_file = state_file
         self.timers = {}
+        self.generation = 0           # bumped by reset: late deliveries of before are not counted
         self._reset_state()
         if state_file and os.path.exists(state_file):
             self._load()
@@ -133,6 +135,7 @@ class Sim:
             for t in self.timers.values():
                 t.cancel()
             self.timers = {}
+            self.generation += 1
             self._reset_state()
             for k in ("drop_next", "duplicate_next", "fail_next", "hang_next"):
                 self.cfg[k] = 0
@@ -182,8 +185,8 @@ class Sim:
                     value = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
                 elif isinstance(DEFAULTS[key], (int, float)):
                     value = type(DEFAULTS[key])(value)
-                if key == "hang_action" and value not in ("drop", "process"):
-                    raise ValueError("hang_action must be drop or process")
+                if key == "hang_action" and value not in ("drop", "process", "lose"):
+                    raise ValueError("hang_action must be drop, process or lose")
                 self.cfg[key] = value
             log("config", **{k: self.cfg[k] if k != "api_key" else "***" for k in changes})
             return dict(self.cfg)
@@ -308,10 +311,10 @@ class Sim:
             webhook=ct["webhook"] if copies == 0 else "x%d" % copies)
         if copies:
             body = json.dumps(payload).encode()
-            threading.Thread(target=self._deliver, args=(cid, url, body, copies, delay, timeout),
-                             daemon=True).start()
+            threading.Thread(target=self._deliver, args=(cid, url, body, copies, delay, timeout,
+                                                         self.generation), daemon=True).start()
 
-    def _deliver(self, cid, url, body, copies, delay, timeout):
+    def _deliver(self, cid, url, body, copies, delay, timeout, generation):
         if delay > 0:
             time.sleep(delay)
         results = []
@@ -328,11 +331,13 @@ class Sim:
             except Exception as e:  # connection refused, timeout, ...
                 status = "error:%s" % type(e).__name__
             ok = isinstance(status, int) and 200 <= status < 300
-            self.count("webhooks_sent" if ok else "webhooks_failed")
+            with self.lock:
+                if generation == self.generation:
+                    self.count("webhooks_sent" if ok else "webhooks_failed")
             results.append(status)
             log("webhook", container=cid, copy=i + 1, status=status, url=url.split("?")[0])
         with self.lock:
-            ct = self.containers.get(cid)
+            ct = self.containers.get(cid) if generation == self.generation else None
             if ct is not None:
                 ct["webhook"] = "sent" if all(isinstance(s, int) and 200 <= s < 300 for s in results) else "failed"
                 ct["webhookStatus"] = results
@@ -451,13 +456,17 @@ class Handler(BaseHTTPRequestHandler):
                                     "Too many requests: %d calls per %gs, retry in %ds" % (limit, window, retry))
                 else:
                     sim.window.append(mono)
+        lose = False
         if hang:
             seconds, action = sim.cfg["hang_seconds"], sim.cfg["hang_action"]
             log("hang", endpoint=endpoint, seconds=seconds, action=action)
-            time.sleep(seconds)
-            if action == "drop":
-                self.close_connection = True
-                return
+            if action == "lose":
+                lose = True
+            else:
+                time.sleep(seconds)
+                if action == "drop":
+                    self.close_connection = True
+                    return
         if fail:
             code, obj = err(sim.cfg["fail_status"], "internalServerError", "Simulated server error")
         if code is None:
@@ -478,6 +487,10 @@ class Handler(BaseHTTPRequestHandler):
         if not sim.cfg["quiet"]:
             log("call", endpoint=endpoint, status=code,
                 **({"error": obj.get("error")} if isinstance(obj, dict) and obj.get("status") == "error" else {}))
+        if lose:  # handled, but the answer never leaves
+            time.sleep(seconds)
+            self.close_connection = True
+            return
         self.send_json(code, obj, headers)
 
     def control(self, method, path, body):

@@ -337,9 +337,25 @@ class SimCase(unittest.TestCase):
             self.api("POST", "/agents/launch", {"id": "1"}, timeout=0.5)
         self.assertLess(time.time() - t0, 1.4)
         time.sleep(1.2)
+        self.assertEqual(self.stats()["launches"], 0)  # "drop": never handled
         self.assertEqual(self.launch()[0], 200)
         s = self.stats()
         self.assertEqual((s["http_5xx_sent"], s["hangs"], s["launches"]), (2, 1, 1))
+
+    def test_hang_process_and_lose(self):
+        self.ctl("config", {"hang_next": 1, "hang_seconds": 1.0, "hang_action": "process", "run_seconds": 10})
+        with self.assertRaises(OSError):
+            self.api("POST", "/agents/launch", {"id": "1"}, timeout=0.3)
+        self.assertEqual(self.stats()["launches"], 0)  # not yet: handled after the hang
+        time.sleep(1.0)
+        self.assertEqual(self.stats()["launches"], 1)
+        self.ctl("reset", {})
+        self.ctl("config", {"hang_next": 1, "hang_seconds": 1.0, "hang_action": "lose", "run_seconds": 10})
+        with self.assertRaises(OSError):
+            self.api("POST", "/agents/launch", {"id": "1"}, timeout=0.3)
+        self.assertEqual(self.stats()["launches"], 1)  # handled at once, answer lost
+        self.assertEqual(self.call("POST", "/_sim/config", {"hang_action": "bogus"}, key=None)[0], 400)
+        time.sleep(0.8)
 
     def test_stats_shape_and_reset(self):
         self.ctl("config", {"run_seconds": 10})
