@@ -9,6 +9,8 @@ Scenarios (each asserts on the simulator's /_sim/stats and on service_audit_logs
   3  dropped webhooks recovered by the timeout monitor; duplicated webhooks processed once
   4  kill -9 of pb-worker, restart of Redis and of nginx mid-run: nothing lost, nothing twice
   5  two nginx instances, three workers, PostgreSQL: the invariants still hold
+  6  API faults: 429 + Retry-After the worker was not told about, 5xx, hung launch calls
+  7  lost launch answers: the worker binds the run it cannot see the answer of, never relaunches
 The last line is "N passed, N failed"; the exit status is non-zero on any failure.
 Logs of every process: build/e2e/<scenario>/.
 """
@@ -26,12 +28,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (AGENT, API_KEY, MODULE, NAIVE, NGINX_PORTS, PBCTL, QUEUE, SIM_PORT,  # noqa: E402
                      TERMINAL, WORKER, Checks, Env, job_of, wait_for, webhook_url)
 
-# Short runs keep the suite well under its time budget. Scenarios that are not about the
-# rate limit give the simulator a limit the worker's own throttle stays under.
+# Short runs keep the suite well under its time budget.
 RUN = dict(run_seconds=0.15, start_seconds=0.05)
+# Scenarios 1 and 2 share one org: plan.parallelism 1 and 40 API calls per minute, fewer than
+# the 50 jobs, so the worker must pace itself (PB_API_CALLS_PER_MINUTE=40) to see no 429.
+ORG_LIMIT = dict(rate_limit=40, rate_window=60)
+# The other scenarios are not about the rate limit: a high limit on both sides.
+SIM_LIMIT = dict(rate_limit=1200, rate_window=60)
 FAST_WORKER = dict(PB_API_CALLS_PER_MINUTE=1200, PB_MONITOR_INTERVAL=1, PB_POLL_INTERVAL=1,
                    PB_BACKOFF_BASE=0.2, PB_BACKOFF_CAP=2)
-SIM_LIMIT = dict(rate_limit=600, rate_window=60)
 
 C = Checks()
 RESULTS = {}
@@ -79,16 +84,16 @@ def enqueue_all(env, jobs, agent_for=lambda i: AGENT):
 
 # ---------------------------------------------------------------------------------------------
 def scenario_1():
-    """50 jobs through nginx + worker: sequential, no 429, one launch each, no polling."""
+    """50 jobs, 40 API calls/min allowed: sequential, no 429, one launch each, no polling."""
     with Env("s1-sequential") as env:
         env.start_redis()
-        env.start_sim(parallelism=1, **RUN, **SIM_LIMIT)
+        env.start_sim(parallelism=1, **RUN, **ORG_LIMIT)
         env.start_nginx(0)
-        env.start_worker("worker-1", **FAST_WORKER)
+        env.start_worker("worker-1", **dict(FAST_WORKER, PB_API_CALLS_PER_MINUTE=ORG_LIMIT["rate_limit"]))
         jobs = ["s1-%03d" % i for i in range(1, 51)]
         t0 = time.time()
         enqueue_all(env, jobs)
-        rows = env.wait_terminal(jobs, 150)
+        rows = env.wait_terminal(jobs, 180)
         elapsed = time.time() - t0
         stats = env.sim_stats()
         check_common(env, jobs, rows, stats)
@@ -102,12 +107,13 @@ def scenario_1():
             and str(rows[j]["webhook_payload"].get("containerId")) == str(rows[j]["phantom_container_id"])
             and rows[j]["webhook_payload"].get("exitMessage") == "finished")]
         C.check("webhook_payload stored and matches the container", not bad_payload, bad_payload[:5])
-        st = env.pbctl("status", "--json", check=False)
+        st = env.pbctl("--json", "status", check=False)
         try:
-            status = json.loads(st.stdout)
-            C.check("pbctl status --json parses", isinstance(status, dict), st.stdout[:200])
-        except ValueError:
-            C.check("pbctl status --json parses", False, (st.stdout + st.stderr)[:300])
+            counts = json.loads(st.stdout)["counts"]
+            C.check("pbctl --json status: 50 done, nothing pending or running",
+                    (counts["done"], counts["pending"], counts["running"]) == (50, 0, 0), counts)
+        except (ValueError, KeyError, TypeError):
+            C.check("pbctl --json status parses", False, (st.stdout + st.stderr)[:300])
         RESULTS["worker"] = dict(jobs=len(jobs), launched=stats["launches"], http_429=stats["http_429_sent"],
                                  refusals=stats["launch_refusals"], api_calls=stats["api_calls"],
                                  polls=stats["polls"], max_concurrent=stats["max_concurrent_observed"],
@@ -119,7 +125,7 @@ def scenario_1():
 def scenario_2():
     """The same 50 jobs fired at once by the naive launcher, against the same org settings."""
     with Env("s2-naive") as env:
-        env.start_sim(parallelism=1, **RUN, rate_limit=30, rate_window=60)
+        env.start_sim(parallelism=1, **RUN, **ORG_LIMIT)
         r = subprocess.run([sys.executable, NAIVE, "--api-url", "http://127.0.0.1:%d" % SIM_PORT,
                             "--api-key", API_KEY, "--agent", AGENT, "--jobs", "50", "--json"],
                            capture_output=True, text=True, timeout=60)
@@ -143,7 +149,8 @@ def scenario_2():
         for label, wk, nk in rows:
             print("  %-28s %10s %10s" % (label, w[wk] if w else "-", naive[nk]))
         print("  %-28s %10s %10s" % ("jobs completed", w["succeeded"] if w else "-", naive["launched_200"]))
-        print("  (naive: sim limit 30 calls/60 s; worker scenario: higher limit, see docs)\n")
+        print("  (same org for both: plan.parallelism 1, %d API calls per %d s)\n"
+              % (ORG_LIMIT["rate_limit"], ORG_LIMIT["rate_window"]))
 
 
 def scenario_3():
@@ -196,7 +203,8 @@ def scenario_4():
             env.restart_redis()
             events.append("redis restarted at %d done" % terminal_count())
         if wait_for(lambda: terminal_count() >= 15, 60, 0.2):
-            env.stop_nginx(0)
+            wait_for(lambda: env.sim_stats()["running"] == 1, 5, 0.05)  # a run is under way:
+            env.stop_nginx(0)                                             # its webhook will fail
             events.append("nginx stopped at %d done" % terminal_count())
             time.sleep(1.0)
             env.start_nginx(0)
@@ -211,6 +219,10 @@ def scenario_4():
         stats = env.sim_stats()
         check_common(env, jobs, rows, stats, expect_status="success")
         C.eq("http_429_sent", stats["http_429_sent"], 0)
+        failed = [c for c in stats["containers"] if c["webhook"] == "failed"]
+        C.check("a webhook failed while nginx was down", len(failed) >= 1, stats["webhooks_failed"])
+        C.check("the runs whose webhook failed were looked up", all(c["polls"] > 0 for c in failed),
+                [(c["id"], c["polls"]) for c in failed])
 
 
 def scenario_5():
@@ -244,7 +256,94 @@ def scenario_5():
         print("  webhooks per nginx: %s" % hits)
 
 
-SCENARIOS = {1: scenario_1, 2: scenario_2, 3: scenario_3, 4: scenario_4, 5: scenario_5}
+def scenario_6():
+    """API faults (429 + Retry-After, 5xx, hung calls) are retried: nothing lost, nothing twice."""
+    with Env("s6-api-faults") as env:
+        env.start_redis()
+        # phase 1: a limit the worker is not told about: it must honour the 429s' Retry-After
+        env.start_sim(parallelism=1, **RUN, rate_limit=3, rate_window=2)
+        env.start_nginx(0)
+        env.start_worker("worker-1", **dict(FAST_WORKER, PB_HTTP_TIMEOUT=1, SEQUENTIAL_QUEUE_TIMEOUT=5))
+        jobs = ["s6-%03d" % i for i in range(1, 13)]
+        enqueue_all(env, jobs)
+
+        def terminal_count():
+            return sum(1 for r in env.audit_rows() if r["job_id"] in jobs and r["status"] in TERMINAL)
+
+        events = []
+
+        def arm(label, after, hangs=None, **cfg):
+            """Once `after` jobs are done, sets one fault; waits until it fired and the
+            job it hit is settled, so that faults never pile up on one job."""
+            if not wait_for(lambda: terminal_count() >= after, 60, 0.2):
+                return
+            env.sim_config(**cfg)
+            events.append(label)
+            if hangs is not None:
+                wait_for(lambda: env.sim_stats()["hangs"] >= hangs, 30, 0.1)
+            n = terminal_count()
+            wait_for(lambda: terminal_count() >= n + 1, 60, 0.2)
+
+        arm("429s until job 4", 4, **SIM_LIMIT)  # phase 2: no more 429s, one fault at a time
+        arm("2 x 503", 4, fail_next=2)
+        arm("launch hangs 2 s, never handled", 6, hangs=1, hang_next=1, hang_seconds=2, hang_action="drop")
+        # a slow server: handled 2 s late, after the worker gave up. Real runs last minutes;
+        # 3 s here, so that the worker's maxInstanceCount can refuse the late launch.
+        arm("launch handled 2 s late (3 s runs)", 8, hangs=2, hang_next=1, hang_seconds=2,
+            hang_action="process", run_seconds=3)
+        print("  faults: " + "; ".join(events))
+        rows = env.wait_terminal(jobs, 90)
+        time.sleep(2.5)  # let a late-handled launch land before counting
+        wait_for(lambda: env.sim_stats()["running"] == 0, 10)
+        stats = env.sim_stats()
+        check_common(env, jobs, rows, stats, expect_status="success")
+        C.check("429s were sent (and survived)", stats["http_429_sent"] > 0, stats["http_429_sent"])
+        C.eq("5xx sent", stats["http_5xx_sent"], 2)
+        C.eq("hung calls", stats["hangs"], 2)
+        print("  api calls %d, 429s %d, refusals %d" % (stats["api_calls"], stats["http_429_sent"],
+                                                      stats["launch_refusals"]))
+
+
+def scenario_7():
+    """Lost launch answers (launched, answer never came): bound to the run, never relaunched."""
+    with Env("s7-lost-answers") as env:
+        env.start_redis()
+        env.start_sim(parallelism=1, **RUN, **SIM_LIMIT)
+        env.start_nginx(0)
+        env.start_worker("worker-1", **dict(FAST_WORKER, PB_HTTP_TIMEOUT=1, SEQUENTIAL_QUEUE_TIMEOUT=5))
+        jobs = ["s7-%03d" % i for i in range(1, 7)]
+        hit = {}
+        enqueue_all(env, jobs[:2])
+        env.wait_terminal(jobs[:2], 30)
+        # (a) the run outlasts the client's timeout: the reconciliation finds it running
+        env.sim_config(hang_next=1, hang_seconds=2, hang_action="lose", run_seconds=3)
+        enqueue_all(env, [jobs[2]])
+        hit["answer lost, run still going"] = jobs[2]
+        env.wait_terminal(jobs[:3], 30)
+        env.sim_config(run_seconds=RUN["run_seconds"])
+        enqueue_all(env, [jobs[3]])
+        env.wait_terminal(jobs[:4], 30)
+        # (b) the run ends (its webhook queued) before the client's 1 s timeout: e.g. an agent
+        # that fails at once. Nothing runs any more when the worker looks.
+        env.sim_config(hang_next=1, hang_seconds=2, hang_action="lose")
+        enqueue_all(env, [jobs[4]])
+        hit["answer lost, run already over"] = jobs[4]
+        env.wait_terminal(jobs[:5], 30)
+        enqueue_all(env, [jobs[5]])
+        rows = env.wait_terminal(jobs, 30)
+        time.sleep(2.5)
+        wait_for(lambda: env.sim_stats()["running"] == 0, 10)
+        stats = env.sim_stats()
+        per_job = launches_per_job(stats)
+        for label, job in hit.items():
+            C.eq("%s: %s launched once" % (label, job), per_job.get(job, 0), 1)
+            C.eq("%s: %s status" % (label, job), rows.get(job, {}).get("status"), "success")
+        check_common(env, jobs, rows, stats, expect_status="success")
+        C.eq("lost answers", stats["hangs"], 2)
+
+
+SCENARIOS = {1: scenario_1, 2: scenario_2, 3: scenario_3, 4: scenario_4, 5: scenario_5, 6: scenario_6,
+             7: scenario_7}
 
 
 def main():

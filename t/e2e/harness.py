@@ -20,9 +20,10 @@ import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.join(ROOT, "build")
-MODULE = os.path.join(BUILD, "nginx", "ngx_http_phantombuster_module.so")
-WORKER = os.path.join(BUILD, "worker", "pb-worker")
-PBCTL = os.path.join(BUILD, "worker", "pbctl")
+# PB_E2E_MODULE / PB_E2E_WORKER / PB_E2E_PBCTL point at other builds (sanitizers, coverage).
+MODULE = os.environ.get("PB_E2E_MODULE") or os.path.join(BUILD, "nginx", "ngx_http_phantombuster_module.so")
+WORKER = os.environ.get("PB_E2E_WORKER") or os.path.join(BUILD, "worker", "pb-worker")
+PBCTL = os.environ.get("PB_E2E_PBCTL") or os.path.join(BUILD, "worker", "pbctl")
 SIMULATOR = os.path.join(ROOT, "scripts", "pb-simulator.py")
 NAIVE = os.path.join(ROOT, "scripts", "naive-launcher.py")
 NGINX = os.environ.get("NGINX_BIN", "/usr/sbin/nginx")
