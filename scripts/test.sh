@@ -21,8 +21,10 @@ count_suite() {
         passed=$(grep -oE '[0-9]+ passed' <<<"$line" | grep -oE '[0-9]+')
         failed=$(grep -oE '[0-9]+ failed' <<<"$line" | grep -oE '[0-9]+')
     else
-        passed=$(grep -oE '^Files=[0-9]+, Tests=[0-9]+' "$log" | tail -1 \
-                 | grep -oE '[0-9]+$')
+        # every prove run in the log (the module suites run twice: plain
+        # and under valgrind)
+        passed=$(grep -oE '^Files=[0-9]+, Tests=[0-9]+' "$log" \
+                 | awk -F= '{ n += $NF } END { print n + 0 }')
         failed=$(grep -cE '^not ok' "$log")
         passed=$(( ${passed:-0} - failed ))
     fi
@@ -47,6 +49,9 @@ run_suite() {
 run_suite unit make -s unit
 run_suite audit t/worker/test_audit.sh
 run_suite sim t/sim/run.sh
+run_suite module scripts/test-module.sh
+run_suite worker scripts/test-worker.sh
+run_suite e2e t/e2e/run.sh
 
 echo
 if [ ${#failed_suites[@]} -gt 0 ]; then
