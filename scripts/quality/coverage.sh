@@ -29,20 +29,27 @@ result() {
     else failed=$(( failed + 1 )); failed_names+=("$1"); fi
 }
 
-# gcov_report NAME GCOV_CWD DIR FILTER...: the table, the gate
+# gcov_report NAME FILTERS -- CWD:DIR...: the table and the gate over the
+# .gcda files under each DIR, gcov run in CWD (where the compiler ran, so
+# that the relative paths recorded at compile time resolve: nginx compiles
+# from its source tree, worker/Makefile from worker/, the audit tests from
+# the root); one gcovr JSON tracefile per pair, merged.
 gcov_report() {
-    local name=$1 cwd=$2 dir=$3 rc
-    shift 3
-    local filters=()
-    for f in "$@"; do filters+=(--filter "$f"); done
+    local name=$1 rc pair i=0 filters=() traces=()
+    shift
+    while [ "$1" != -- ]; do filters+=(--filter "$1"); shift; done
+    shift
+    for pair in "$@"; do
+        i=$(( i + 1 ))
+        gcovr --root . --object-directory "${pair%%:*}" "${filters[@]}" \
+            --exclude '.*_modules\.c$' --json "$out/coverage-$name-$i.json" \
+            "${pair#*:}" 2>>"$out/gcovr-$name.err"
+        traces+=(--add-tracefile "$out/coverage-$name-$i.json")
+    done
 
     echo "=== coverage: $name"
-    # --object-directory: where gcov must run for the relative header
-    # paths recorded at compile time to resolve (nginx compiles from its
-    # source tree)
-    gcovr --root . --object-directory "$cwd" "${filters[@]}" \
-        --exclude '.*_modules\.c$' --print-summary \
-        --fail-under-line "$min" "$dir" 2>"$out/gcovr-$name.err" \
+    gcovr --root . "${traces[@]}" "${filters[@]}" --print-summary \
+        --fail-under-line "$min" 2>>"$out/gcovr-$name.err" \
         | tee "$out/coverage-$name.txt"
     rc=${PIPESTATUS[0]}
     grep -v '^$' "$out/gcovr-$name.err" | grep -v 'Cannot open source' \
@@ -74,8 +81,9 @@ coverage_module() {
              "(see $out/coverage-module-tests.log)"
     fi
 
-    gcov_report module "$ngx_src" "$dir" \
-        'ngx_http_phantombuster_module/' 'common/' || rc=1
+    rm -f "$out"/gcovr-module.err
+    gcov_report module 'ngx_http_phantombuster_module/' 'common/' -- \
+        "$ngx_src:$dir" || rc=1
     return $rc
 }
 
@@ -87,14 +95,21 @@ coverage_worker() {
 
     echo "=== coverage: worker suites"
     test_worker "$dir" "-O0 --coverage" >"$out/coverage-worker-tests.log" 2>&1 || rc=1
-    tail -3 "$out/coverage-worker-tests.log"
+    # the audit-log tests build their own binary (t/worker/test_audit.sh
+    # compiles worker/audit*.c from the root with $CC, into build/t/worker)
+    find "$root/build/t/worker" -name '*.gcda' -delete 2>/dev/null
+    CC="${CC:-cc} --coverage" "$root/t/worker/test_audit.sh" \
+        >>"$out/coverage-worker-tests.log" 2>&1 || rc=1
+    grep -E '[0-9]+ passed, [0-9]+ failed' "$out/coverage-worker-tests.log" \
+        | tail -3
     if [ $rc -ne 0 ]; then
         echo "coverage: worker suites failed" \
              "(see $out/coverage-worker-tests.log)"
     fi
 
-    # worker/Makefile compiles from worker/ (../common/x.c)
-    gcov_report worker "$root/worker" "$dir" 'worker/' 'common/' || rc=1
+    rm -f "$out"/gcovr-worker.err
+    gcov_report worker 'worker/' 'common/' -- \
+        "$root/worker:$dir" "$root:$root/build/t/worker" || rc=1
     return $rc
 }
 

@@ -72,8 +72,12 @@ sanitize_module() {
     so=$dir/ngx_http_phantombuster_module.so
 
     # the .so must really be instrumented, or a clean run proves nothing
-    if ! nm -D "$so" | grep -q __asan_report \
-       || ! nm -D "$so" | grep -q __ubsan_handle; then
+    # (nm's output in a variable: "nm | grep -q" under pipefail fails when
+    # grep stops reading early)
+    local syms
+    syms=$(nm -D "$so")
+    if ! grep -q __asan_report <<<"$syms" \
+       || ! grep -q __ubsan_handle <<<"$syms"; then
         echo "sanitize: $so is not instrumented" >&2
         return 1
     fi
