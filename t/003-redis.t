@@ -470,3 +470,65 @@ t::PB::expect(len => [0, 1, 1], queue => 'pbtest:b', check => sub {
  "POST /b?secret=s3cret\n" . t::PB::payload(containerId => 6)]
 --- error_code eval
 [202, 202, 403]
+
+
+
+=== TEST 21: a Redis on a unix socket
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_redis unix:$TEST_NGINX_PB_UNIX_SOCKET;
+        phantombuster_secret s3cret;
+        phantombuster_queue pbtest:webhooks;
+    }
+--- init
+t::PB::private_redis('unix');
+t::PB::expect(len => 1, port => 'unix', check => sub {
+    my @env = t::PB::envelopes('pbtest:webhooks', 0, 'unix');
+    Test::More::is($env[0]{payload}{containerId}, 71, 'stored over unix:');
+    t::PB::private_redis_stop('unix');
+});
+--- request eval
+"POST /hook?secret=s3cret\n" . t::PB::payload(containerId => 71)
+--- error_code: 202
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 22: password_file: AUTH before anything else
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_AUTH_REDIS_PORT
+            password_file=$TEST_NGINX_PB_ROOT/t/data/redis-password.txt;
+        phantombuster_secret s3cret;
+        phantombuster_queue pbtest:webhooks;
+    }
+    location = /wrong {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_AUTH_REDIS_PORT
+            password_file=$TEST_NGINX_PB_ROOT/t/data/wrong-password.txt;
+        phantombuster_secret s3cret;
+        phantombuster_queue pbtest:webhooks;
+    }
+--- init
+t::PB::private_redis('auth');
+t::PB::expect(len => [1, 1, 2], port => 'auth', check => sub {
+    my $re = qr/redis "127\.0\.0\.1:\d+" refused AUTH: WRONGPASS/;
+    Test::More::cmp_ok(t::PB::log_count($re), '>=', 1,
+                       'the refused AUTH is logged');
+    Test::More::is(t::PB::log_count(qr/pb-test-password|not-the-password/),
+                   0, 'no password in the log');
+    t::PB::private_redis_stop('auth');
+});
+--- request eval
+["POST /hook?secret=s3cret\n" . t::PB::payload(containerId => 81),
+ "POST /wrong?secret=s3cret\n" . t::PB::payload(containerId => 82),
+ "POST /hook?secret=s3cret\n" . t::PB::payload(containerId => 83)]
+--- error_code eval
+[202, 503, 202]
+--- no_error_log
+[alert]
+[crit]

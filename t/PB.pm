@@ -46,6 +46,14 @@ our $ExtraPort = $ENV{PB_TEST_EXTRA_PORT}
                  || ($ENV{TEST_NGINX_PORT} || $ENV{TEST_NGINX_SERVER_PORT}
                      || 1984) + 100;
 
+# private redis-servers started by blocks that need them: one on a unix
+# socket, one with a password (see private_redis)
+our $UnixSocket = "/tmp/pb/redis-unix-$RedisPort.sock";
+our $AuthRedisPort = $SpareRedisPort + 1;
+our $AuthPassword = 'pb-test-password';
+
+$ENV{TEST_NGINX_PB_UNIX_SOCKET} = $UnixSocket;
+$ENV{TEST_NGINX_AUTH_REDIS_PORT} = $AuthRedisPort;
 $ENV{TEST_NGINX_REDIS_PORT} = $RedisPort;
 $ENV{TEST_NGINX_SPARE_REDIS_PORT} = $SpareRedisPort;
 $ENV{TEST_NGINX_EXTRA_PORT} = $ExtraPort;
@@ -68,6 +76,17 @@ sub module_path { $Module }
 sub json { $json }
 
 
+# where redis-cli connects for a "port": a number, 'unix' or 'auth'
+sub redis_target {
+    my ($port) = @_;
+
+    return ('-s', $UnixSocket) if $port eq 'unix';
+    return ('-p', $AuthRedisPort, '--no-auth-warning', '-a', $AuthPassword)
+        if $port eq 'auth';
+    return ('-p', $port);
+}
+
+
 sub redis {
     my @args = @_;
     my $port = $RedisPort;
@@ -76,7 +95,7 @@ sub redis {
         (undef, $port) = splice @args, 0, 2;
     }
 
-    open my $fh, '-|', 'redis-cli', '-p', $port, '--no-raw', @args
+    open my $fh, '-|', 'redis-cli', redis_target($port), '--no-raw', @args
         or die "cannot run redis-cli: $!";
     local $/;
     my $out = <$fh>;
@@ -93,7 +112,7 @@ sub redis {
 sub redis_list {
     my ($key, $db, $port) = @_;
 
-    open my $fh, '-|', 'redis-cli', '-p', $port || $RedisPort,
+    open my $fh, '-|', 'redis-cli', redis_target($port || $RedisPort),
         '-n', $db || 0, '--raw', '-d', "\x1e", 'LRANGE', $key, '0', '-1'
         or die "cannot run redis-cli: $!";
     local $/;
@@ -163,6 +182,46 @@ sub log_count {
     close $fh;
 
     return $n;
+}
+
+
+# starts a throwaway redis-server: 'unix' (unix socket only) or 'auth'
+# (TCP, requirepass); empty, no persistence
+sub private_redis {
+    my ($kind) = @_;
+
+    my $dir = "/tmp/pb/redis-$kind-$RedisPort";
+    system('mkdir', '-p', $dir);
+
+    my @args = $kind eq 'unix'
+               ? ('--port', 0, '--unixsocket', $UnixSocket)
+               : ('--port', $AuthRedisPort, '--bind', '127.0.0.1',
+                  '--requirepass', $AuthPassword);
+
+    private_redis_stop($kind);
+
+    system('redis-server', @args, '--save', '', '--appendonly', 'no',
+           '--dir', $dir, '--daemonize', 'yes',
+           '--pidfile', "$dir/redis.pid", '--logfile', "$dir/redis.log") == 0
+        or die "cannot start the $kind redis-server";
+
+    for (1 .. 100) {
+        return if redis('-p', $kind, 'PING') =~ /PONG/;
+        Time::HiRes::sleep(0.05);
+    }
+
+    die "the $kind redis-server did not start";
+}
+
+
+sub private_redis_stop {
+    my ($kind) = @_;
+
+    open my $saved, '>&', \*STDERR or die $!;
+    open STDERR, '>', '/dev/null' or die $!;
+    my $out = redis('-p', $kind, 'SHUTDOWN', 'NOSAVE');
+    open STDERR, '>&', $saved or die $!;
+    Time::HiRes::sleep(0.1) if $out eq '';
 }
 
 
