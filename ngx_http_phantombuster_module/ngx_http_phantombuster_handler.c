@@ -300,7 +300,8 @@ static ngx_int_t
 ngx_http_phantombuster_process(ngx_http_request_t *r,
     ngx_http_phantombuster_ctx_t *ctx)
 {
-    u_char                              *p, *queue, *seen, *envelope, *body;
+    u_char                              *p, *last, *queue, *seen, *envelope,
+                                        *body;
     size_t                               len, size, head_len, seen_cap;
     int64_t                              now;
     ngx_int_t                            rc;
@@ -431,14 +432,14 @@ ngx_http_phantombuster_process(ngx_http_request_t *r,
     args[NGX_HTTP_PHANTOMBUSTER_ARG_ENVELOPE].len = p - envelope;
 
     args[NGX_HTTP_PHANTOMBUSTER_ARG_DEDUPE].data = p;
-    p = ngx_sprintf(p, "%M", plcf->dedupe);
-    args[NGX_HTTP_PHANTOMBUSTER_ARG_DEDUPE].len =
-                                p - args[NGX_HTTP_PHANTOMBUSTER_ARG_DEDUPE].data;
+    last = ngx_sprintf(p, "%M", plcf->dedupe);
+    args[NGX_HTTP_PHANTOMBUSTER_ARG_DEDUPE].len = last - p;
+    p = last;
 
     args[NGX_HTTP_PHANTOMBUSTER_ARG_MAX].data = p;
-    p = ngx_sprintf(p, "%i", plcf->max_queue);
-    args[NGX_HTTP_PHANTOMBUSTER_ARG_MAX].len =
-                                   p - args[NGX_HTTP_PHANTOMBUSTER_ARG_MAX].data;
+    last = ngx_sprintf(p, "%i", plcf->max_queue);
+    args[NGX_HTTP_PHANTOMBUSTER_ARG_MAX].len = last - p;
+    p = last;
 
     args[NGX_HTTP_PHANTOMBUSTER_ARG_ID].data = p;
     ngx_memcpy(p, vv->data, vv->len);

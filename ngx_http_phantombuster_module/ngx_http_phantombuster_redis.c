@@ -208,6 +208,11 @@ ngx_http_phantombuster_redis_connect(ngx_http_phantombuster_redis_t *rs)
         return NGX_ERROR;
     }
 
+    if (!rs->is_unix) {
+        /* a peer that vanishes without a FIN is noticed eventually */
+        (void) redisEnableKeepAlive(&ac->c);
+    }
+
     c = ngx_get_connection(ac->c.fd, rs->log);
     if (c == NULL) {
         redisAsyncFree(ac);
