@@ -575,6 +575,22 @@ def api_container_fetch(sim, q, body):
         return 200, out
 
 
+def api_agent_fetch_output(sim, q, body):
+    """The agent's most recent container (what a client checks after a lost launch answer)."""
+    with sim.lock:
+        agent = sim.get_agent(q["id"]) if q.get("id") else None
+        if agent is None:
+            return err(404, "notFound", "Agent not found")
+        mine = [ct for ct in sim.containers.values() if ct["agentId"] == agent["id"]]
+        last = mine[-1] if mine else None
+        ended = [ct["endedAt"] for ct in mine if ct["endedAt"]]
+        return 200, {"containerId": last["id"] if last else None,
+                     "status": sim.status_of(last) if last else "never launched",
+                     "output": "", "outputPos": 0, "mostRecentEndedAt": max(ended) if ended else None,
+                     "progress": None, "progressLabel": None,
+                     "isAgentRunning": bool(sim.running(agent["id"])), "canSoftAbort": False}
+
+
 def api_agent_stop(sim, q, body):
     with sim.lock:
         agent = sim.agents.get(str(body.get("id", "")))
@@ -644,6 +660,7 @@ ROUTES = {
     "GET /containers/fetch": api_container_fetch,
     "POST /agents/stop": api_agent_stop,
     "GET /agents/fetch": api_agent_fetch,
+    "GET /agents/fetch-output": api_agent_fetch_output,
     "POST /agents/save": api_agent_save,
     "GET /orgs/fetch-resources": api_fetch_resources,
     "GET /orgs/fetch-running-containers": api_running_containers,

@@ -303,6 +303,21 @@ class SimCase(unittest.TestCase):
         st, _, created = self.api("POST", "/agents/save", {"name": "new"})
         self.assertEqual(self.api("GET", "/agents/fetch?id=" + created["id"])[2]["name"], "new")
 
+    def test_agent_fetch_output(self):
+        st, _, out = self.api("GET", "/agents/fetch-output?id=88")
+        self.assertEqual((st, out["status"], out["containerId"], out["isAgentRunning"]),
+                         (200, "never launched", None, False))
+        self.ctl("config", {"run_seconds": 10})
+        cid = self.launch(agent="88")[2]["containerId"]
+        out = self.api("GET", "/agents/fetch-output?id=88")[2]
+        self.assertEqual((out["containerId"], out["isAgentRunning"]), (cid, True))
+        self.assertIn(out["status"], ("starting", "running"))
+        self.api("POST", "/agents/stop", {"id": "88"})
+        out = self.api("GET", "/agents/fetch-output?id=88")[2]
+        self.assertEqual((out["containerId"], out["status"], out["isAgentRunning"]), (cid, "finished", False))
+        self.assertIsInstance(out["mostRecentEndedAt"], int)
+        self.assertEqual(self.stats()["polls"], 0)  # polls count containers/fetch only
+
     def test_strict_agents(self):
         self.ctl("config", {"strict_agents": True})
         self.assertEqual(self.launch(agent="31337")[0], 404)
