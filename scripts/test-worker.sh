@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The worker's test suite: builds pb-worker, pbctl and the unit tests,
-# starts the test Redis (scripts/redis.sh, port PB_WORKER_TEST_REDIS_PORT,
-# default 6394, its own so other suites' FLUSHes and restarts stay out of
-# the way), runs the unit tests of each module, pbctl's command-line tests
-# and the integration tests of pb-worker against the PhantomBuster
-# simulator.  The last line is "N passed, N failed"; the exit status is
+# starts a Redis of its own (scripts/redis.sh on a free port, stopped and
+# removed at the end, so concurrent runs and other suites' FLUSHes never
+# meet; PB_WORKER_TEST_REDIS_PORT=N uses, and keeps, that one instead),
+# runs the unit tests of each module, pbctl's command-line tests and the
+# integration tests of pb-worker against the PhantomBuster simulator.  The last line is "N passed, N failed"; the exit status is
 # non-zero on any failure.
 #
 #   scripts/test-worker.sh              everything
@@ -16,7 +16,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 what=${1:-all}
-port=${PB_WORKER_TEST_REDIS_PORT:-6394}
+port=${PB_WORKER_TEST_REDIS_PORT:-}
 build=${PB_WORKER_BUILD:-$PWD/build/worker}
 passed=0 failed=0
 
@@ -45,6 +45,10 @@ if ! make -s -C worker BUILD="$build" tests; then
     exit 1
 fi
 
+if [ -z "$port" ]; then
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    trap 'scripts/redis.sh stop "$port" >/dev/null; rm -rf "/tmp/pb/redis-$port"' EXIT
+fi
 scripts/redis.sh start "$port" || { echo "0 passed, 1 failed"; exit 1; }
 
 export REDIS_URL=redis://127.0.0.1:$port/15

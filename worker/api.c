@@ -14,7 +14,7 @@
 #include "backoff.h"
 #include "log.h"
 
-#define PB_API_MAX_BODY  (4 * 1024 * 1024)
+#define PB_API_MAX_BODY  ((size_t) 4 << 20)
 
 struct pb_api_s {
     CURL     *curl;
@@ -162,11 +162,13 @@ call(pb_api_t *api, const char *method, const char *path, const char *id,
     const char         *msg;
     CURL               *c = api->curl;
     CURLcode            rc;
-    header_ctx_t        h = { res, api->retry_after_cap_ms };
+    header_ctx_t        h;
     struct curl_slist  *headers = NULL;
 
     memset(res, 0, sizeof(*res));
     res->retry_after_ms = -1;
+    h.res = res;
+    h.cap_ms = api->retry_after_cap_ms;
 
     if (id != NULL) {
         escaped = curl_easy_escape(c, id, 0);
@@ -217,8 +219,9 @@ call(pb_api_t *api, const char *method, const char *path, const char *id,
 
         msg = body_error(res);
         if (res->http_status >= 300) {
-            snprintf(res->error, sizeof(res->error), "HTTP %ld from %.60s%s%.160s",
-                     res->http_status, path, msg ? ": " : "", msg ? msg : "");
+            snprintf(res->error, sizeof(res->error),
+                     "HTTP %ld from %.60s%s%.160s", res->http_status, path,
+                     msg ? ": " : "", msg ? msg : "");
         }
 
     } else {

@@ -4,7 +4,8 @@
  * page) pushes onto the Redis command list.  A command is a JSON object
  * {"cmd": NAME, ...arguments}; its result is a JSON object.
  *
- *   status                          lane, counts, running jobs, workers, metrics
+ *   status                          lane, counts, running jobs, workers,
+ *                                   metrics
  *   list      set, limit            jobs of pending|retry|running|dead|done
  *   enqueue   agent, argument, priority, job_id, source
  *   dlq_list  limit

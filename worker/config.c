@@ -71,25 +71,25 @@ static const opt_t  options[] = {
 #define NOPTIONS  (sizeof(options) / sizeof(options[0]))
 
 const char  pb_config_usage[] =
-    "  --redis-url URL         REDIS_URL (redis://host:port/db, unix:///path)\n"
-    "  --audit-url URL         AUDIT_DATABASE_URL (sqlite:PATH | postgresql://...)\n"
-    "  --api-url URL           PHANTOMBUSTER_API_URL\n"
-    "  --api-key-file PATH     PHANTOMBUSTER_API_KEY_FILE (or PHANTOMBUSTER_API_KEY)\n"
-    "  --queue NAME            PB_WEBHOOK_QUEUE (the module's phantombuster_queue)\n"
-    "  --worker-id ID          PB_WORKER_ID (default host:pid)\n"
-    "  --max-running N         PB_MAX_RUNNING, runs in flight across all workers\n"
-    "  --calls-per-minute N    PB_API_CALLS_PER_MINUTE, shared throttle (0 = off)\n"
-    "  --max-attempts N        PB_MAX_ATTEMPTS, launch tries on 5xx/network errors\n"
-    "  --poll                  PB_POLL_MODE=1, no webhooks: poll running containers\n"
-    "  --poll-interval S       PB_POLL_INTERVAL\n"
-    "  --timeout S             SEQUENTIAL_QUEUE_TIMEOUT, webhook deadline per run\n"
-    "  --monitor-interval S    PB_MONITOR_INTERVAL\n"
-    "  --http-timeout S        PB_HTTP_TIMEOUT, per PhantomBuster API call\n"
-    "  --backoff-base S        PB_BACKOFF_BASE\n"
-    "  --backoff-cap S         PB_BACKOFF_CAP\n"
-    "  --retry-after-cap S     PB_RETRY_AFTER_CAP, longest Retry-After honoured\n"
-    "  --heartbeat-ttl S       PB_HEARTBEAT_TTL, silence before a worker is dead\n"
-    "  --log-level LEVEL       PB_LOG_LEVEL (debug, info, warn, error)\n";
+    "  --redis-url URL        REDIS_URL (redis://host:port/db, unix:///path)\n"
+    "  --audit-url URL        AUDIT_DATABASE_URL (sqlite:PATH, postgresql://)\n"
+    "  --api-url URL          PHANTOMBUSTER_API_URL\n"
+    "  --api-key-file PATH    PHANTOMBUSTER_API_KEY_FILE (or ..._API_KEY)\n"
+    "  --queue NAME           PB_WEBHOOK_QUEUE (the module's queue)\n"
+    "  --worker-id ID         PB_WORKER_ID (default host:pid)\n"
+    "  --max-running N        PB_MAX_RUNNING, runs in flight, all workers\n"
+    "  --calls-per-minute N   PB_API_CALLS_PER_MINUTE, shared (0 = off)\n"
+    "  --max-attempts N       PB_MAX_ATTEMPTS, launch tries on 5xx/network\n"
+    "  --poll                 PB_POLL_MODE=1: no webhooks, poll the runs\n"
+    "  --poll-interval S      PB_POLL_INTERVAL\n"
+    "  --timeout S            SEQUENTIAL_QUEUE_TIMEOUT, webhook deadline\n"
+    "  --monitor-interval S   PB_MONITOR_INTERVAL\n"
+    "  --http-timeout S       PB_HTTP_TIMEOUT, per API call\n"
+    "  --backoff-base S       PB_BACKOFF_BASE\n"
+    "  --backoff-cap S        PB_BACKOFF_CAP\n"
+    "  --retry-after-cap S    PB_RETRY_AFTER_CAP, longest Retry-After obeyed\n"
+    "  --heartbeat-ttl S      PB_HEARTBEAT_TTL, silence that means dead\n"
+    "  --log-level LEVEL      PB_LOG_LEVEL (debug, info, warn, error)\n";
 
 
 static int
@@ -229,7 +229,7 @@ pb_config_from_env(pb_config_t *cfg, char *err, size_t err_len)
         if (strlen(value) >= sizeof(cfg->api_key)) {
             return fail(err, err_len, "PHANTOMBUSTER_API_KEY: too long");
         }
-        strcpy(cfg->api_key, value);
+        memcpy(cfg->api_key, value, strlen(value) + 1);
 
     } else {
         value = getenv("PHANTOMBUSTER_API_KEY_FILE");

@@ -53,9 +53,13 @@ void pb_lua_keys(const char **keys, const char *extra1, const char *extra2);
 "  return s\n"                                                                \
 "end\n"                                                                       \
 "local function jget(id, f) return opt(redis.call('HGET', P .. id, f)) end\n" \
-"local function metric(f, n) redis.call('HINCRBY', K.metrics, f, n or 1) end\n" \
+"local function metric(f, n)\n"                                               \
+"  redis.call('HINCRBY', K.metrics, f, n or 1)\n"                             \
+"end\n"                                                                       \
 "local function audit(e) redis.call('LPUSH', K.outbox, cjson.encode(e)) end\n" \
-"local function attempts(id) return tonumber(jget(id, 'attempts') or '0') end\n" \
+"local function attempts(id)\n"                                               \
+"  return tonumber(jget(id, 'attempts') or '0')\n"                            \
+"end\n"                                                                       \
 "local function position(id)\n"                                               \
 "  local r = redis.call('ZRANK', K.pending, id)\n"                            \
 "  if r then return r + 1 end\n"                                              \
@@ -140,7 +144,8 @@ void pb_lua_keys(const char **keys, const char *extra1, const char *extra2);
 "  local queued = redis.call('ZCARD', K.pending)\n"                           \
 "    + redis.call('ZCARD', K.retry)\n"                                        \
 "  audit({job_id = id, agent_id = agent, status = o.status,\n"                \
-"    container_id = container, metadata = {phantom_container_id = container,\n" \
+"    container_id = container,\n"                                             \
+"    metadata = {phantom_container_id = container,\n"                         \
 "      next_job_queued = queued > 0, attempts = attempts(id),\n"              \
 "      exit_code = tonumber(o.exit_code), exit_message = o.exit_message,\n"   \
 "      error = o.error, found_by = o.found_by}})\n"                           \

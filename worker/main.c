@@ -45,10 +45,10 @@ usage(FILE *out)
     fprintf(out,
             "usage: pb-worker [flags]\n"
             "\n"
-            "Launches queued PhantomBuster jobs, one run at a time, driven by\n"
-            "the webhooks the nginx module queues in Redis.  Every flag has an\n"
-            "environment variable; the API key is read from the environment\n"
-            "or a file only.\n"
+            "Launches queued PhantomBuster jobs, one run at a time, driven\n"
+            "by the webhooks the nginx module queues in Redis.  Every flag\n"
+            "has an environment variable; the API key is read from the\n"
+            "environment or a file only.\n"
             "\n%s"
             "  --help, --version\n", pb_config_usage);
 }
@@ -220,10 +220,12 @@ main(int argc, char **argv)
         }
     }
 
+    /*
+     * No last flush of the outbox: a slow or absent database could hold us
+     * past supervisord's patience, and the rows wait safely in Redis for
+     * the next flusher.
+     */
     pb_log(PB_LOG_INFO, "stopping", NULL);
-
-    /* what was already decided goes to the database if it is there */
-    pb_outbox_flush(outbox, &ctx, 10 * PB_OUTBOX_BATCH);
     pb_workers_leave(&ctx);
     exit_code = 0;
 

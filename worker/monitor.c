@@ -285,6 +285,10 @@ check_run(pb_ctx_t *ctx, const run_t *run, int past_deadline,
                      "status %s); agent stopped",
                      (long long) (ctx->cfg->run_timeout_ms / 1000), upstream);
 
+            if (PB_STOPPING(ctx)) {
+                goto done;      /* the next pass stops it; SIGTERM won't wait */
+            }
+
             if (lane_ok(ctx)) {
                 pb_api_stop_agent(ctx->api, run->agent, &stop);
                 if (pb_api_classify(&stop) != PB_API_OK) {

@@ -24,17 +24,17 @@ static const char  usage_text[] =
     "usage: pbctl [--json] [--verbose] [flags] COMMAND [ARGS]\n"
     "\n"
     "commands:\n"
-    "  status                          lane, slots, counts, running jobs, workers\n"
-    "  list [--state S] [--limit N]    jobs: pending (default), retry, running,\n"
-    "                                  dead, done\n"
+    "  status                          lane, slots, counts, runs, workers\n"
+    "  list [--state S] [--limit N]    jobs: pending (default), retry,\n"
+    "                                  running, dead, done\n"
     "  enqueue --agent ID [--argument JSON] [--priority N] [--job-id ID]\n"
-    "                                  add a job (an existing job id: no-op)\n"
+    "                                  add a job (existing job id: no-op)\n"
     "  dlq list [--limit N]            dead-lettered jobs\n"
     "  dlq retry ID | dlq retry-all    back in line, attempts reset\n"
     "  dlq purge                       forget every dead-lettered job\n"
     "  pause | resume                  stop / restart launching\n"
-    "  drain [--no-wait] [--wait S]    stop launching; wait until nothing runs\n"
-    "  restart                         settle stuck runs after asking PhantomBuster\n"
+    "  drain [--no-wait] [--wait S]    stop launching, wait for the runs\n"
+    "  restart                         settle stuck runs (asks PhantomBuster)\n"
     "\n"
     "flags (each also an environment variable):\n";
 
@@ -141,7 +141,7 @@ parse_subopts(pbctl_t *ctl, int argc, char **argv, int i,
 
         if (opts[k].field == NULL) {
             /* drain --wait S: pbctl's own, not the command's */
-            if (parse_int(value, 0, 86400 * 365, &n) != 0) {
+            if (parse_int(value, 0, 86400LL * 365, &n) != 0) {
                 return usage_error("%s wants a number of seconds",
                                    opts[k].flag);
             }
@@ -333,7 +333,8 @@ print_status(const json_t *s)
     json_t      *counts = json_object_get(s, "counts");
     json_t      *w, *v, *flag;
 
-#define COUNT(name)  ((long long) json_integer_value(json_object_get(counts, name)))
+#define COUNT(name)                                                           \
+    ((long long) json_integer_value(json_object_get(counts, name)))
 
     printf("lane      %s", str(lane, "state"));
     flag = json_object_get(lane, "paused");

@@ -34,6 +34,23 @@ url_fail(char *err, size_t err_len, const char *what)
 }
 
 
+/* A decimal in [0, max] ending at one of the stop characters, or -1. */
+static long
+number(const char *s, const char *stops, long max)
+{
+    char  *end;
+    long   n;
+
+    if (*s < '0' || *s > '9') {
+        return -1;
+    }
+
+    n = strtol(s, &end, 10);
+
+    return n <= max && (*end == '\0' || strchr(stops, *end)) ? n : -1;
+}
+
+
 static int
 parse_url(pb_redis_t *r, const char *url, char *err, size_t err_len)
 {
@@ -51,8 +68,8 @@ parse_url(pb_redis_t *r, const char *url, char *err, size_t err_len)
         }
         memcpy(r->path, p, n);
         r->path[n] = '\0';
-        r->db = q ? atoi(q + 4) : 0;
-        return 0;
+        r->db = q ? (int) number(q + 4, "", 1000000) : 0;
+        return r->db < 0 ? url_fail(err, err_len, "bad db number") : 0;
     }
 
     if (strncmp(url, "redis://", 8) != 0) {
@@ -78,7 +95,7 @@ parse_url(pb_redis_t *r, const char *url, char *err, size_t err_len)
     n = slash ? (size_t) (slash - p) : strlen(p);
     colon = memchr(p, ':', n);
     if (colon != NULL) {
-        r->port = atoi(colon + 1);
+        r->port = (int) number(colon + 1, "/", 65535);
         n = (size_t) (colon - p);
     }
 
@@ -88,9 +105,9 @@ parse_url(pb_redis_t *r, const char *url, char *err, size_t err_len)
 
     memcpy(r->host, p, n);
     r->host[n] = '\0';
-    r->db = slash && slash[1] ? atoi(slash + 1) : 0;
+    r->db = slash && slash[1] ? (int) number(slash + 1, "", 1000000) : 0;
 
-    return 0;
+    return r->db < 0 ? url_fail(err, err_len, "bad db number") : 0;
 }
 
 
@@ -410,7 +427,8 @@ pb_redis_time_ms(pb_redis_t *r)
     if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
         && reply->elements == 2)
     {
-        ms = pb_reply_int(reply, 0, 0) * 1000 + pb_reply_int(reply, 1, 0) / 1000;
+        ms = pb_reply_int(reply, 0, 0) * 1000
+             + pb_reply_int(reply, 1, 0) / 1000;
     }
 
     freeReplyObject(reply);

@@ -11,7 +11,9 @@
 #include "lua.h"
 #include "slots.h"
 
-#define INT_ARG(buf, v)  (snprintf(buf, sizeof(buf), "%" PRId64, (int64_t) (v)), buf)
+/* A number as a script argument, formatted into buf. */
+#define INT_ARG(buf, v)                                                       \
+    (snprintf(buf, sizeof(buf), "%" PRId64, (int64_t) (v)), buf)
 
 
 void
@@ -121,7 +123,8 @@ static pb_script_t  record_script = { "record",
     "redis.call('DEL', K.streak)\n"
     "metric('launches')\n"
     "audit({job_id = id, agent_id = agent, status = 'phantom_launched',\n"
-    "  container_id = container, metadata = {phantom_container_id = container,\n"
+    "  container_id = container,\n"
+    "  metadata = {phantom_container_id = container,\n"
     "    attempts = attempts(id), launched_by = jget(id, 'worker'),\n"
     "    found_by = ARGV[6]}})\n"
     "local early = jget(id, 'early_container')\n"
@@ -316,7 +319,8 @@ pb_slot_claim(pb_ctx_t *ctx, int64_t lease_ms, pb_claim_t *claim)
 
     char         max[24], lease[24], cpm[24];
     const char  *keys[PB_LUA_NKEYS + 3], *kind, *s;
-    const char  *argv[] = { PB_KEY_JOB_PREFIX, INT_ARG(max, ctx->cfg->max_running),
+    const char  *argv[] = { PB_KEY_JOB_PREFIX,
+                            INT_ARG(max, ctx->cfg->max_running),
                             ctx->cfg->worker_id, INT_ARG(lease, lease_ms),
                             INT_ARG(cpm, ctx->cfg->calls_per_minute), "100",
                             NULL };
@@ -418,7 +422,8 @@ pb_slot_fail(pb_ctx_t *ctx, const char *job_id, const char *token,
 {
     char         delay[24], max[24];
     const char  *argv[] = { PB_KEY_JOB_PREFIX, job_id, token,
-                            INT_ARG(delay, delay_ms), INT_ARG(max, max_attempts),
+                            INT_ARG(delay, delay_ms),
+                            INT_ARG(max, max_attempts),
                             error, NULL };
 
     return run(ctx, &fail_script, NULL, argv, res);

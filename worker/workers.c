@@ -28,6 +28,15 @@ static pb_script_t  recover_script = { "recover_processing",
 };
 
 
+/* KEYS: 1 heartbeat, 2 registry.  ARGV: 1 info, 2 TTL ms, 3 worker id. */
+static pb_script_t  beat_script = { "heartbeat",
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+    "redis.call('SADD', KEYS[2], ARGV[3])\n"
+    "return 0\n",
+    ""
+};
+
+
 int
 pb_processing_key(const pb_config_t *cfg, const char *worker_id, char *buf,
     size_t cap)
@@ -40,23 +49,23 @@ pb_processing_key(const pb_config_t *cfg, const char *worker_id, char *buf,
 void
 pb_workers_heartbeat(pb_ctx_t *ctx)
 {
-    char     info[256];
-    int64_t  now = pb_now_ms();
+    char         info[256], ttl[24], beat[256];
+    const char  *keys[] = { beat, PB_KEY_WORKERS, NULL };
+    const char  *argv[] = { info, ttl, ctx->cfg->worker_id, NULL };
+    int64_t      now = pb_now_ms();
 
     if (now < next_beat_ms) {
         return;
     }
 
+    snprintf(beat, sizeof(beat), "%s%s", PB_KEY_WORKER_PREFIX,
+             ctx->cfg->worker_id);
     snprintf(info, sizeof(info), "{\"pid\":%ld,\"at\":%lld,\"poll\":%s,"
              "\"max_running\":%d}", (long) getpid(), (long long) now,
              ctx->cfg->poll_mode ? "true" : "false", ctx->cfg->max_running);
 
-    freeReplyObject(pb_redis_cmd(ctx->redis, "SET %s%s %s PX %lld",
-                                 PB_KEY_WORKER_PREFIX, ctx->cfg->worker_id,
-                                 info,
-                                 (long long) ctx->cfg->heartbeat_ttl_ms));
-    freeReplyObject(pb_redis_cmd(ctx->redis, "SADD %s %s", PB_KEY_WORKERS,
-                                 ctx->cfg->worker_id));
+    snprintf(ttl, sizeof(ttl), "%lld", (long long) ctx->cfg->heartbeat_ttl_ms);
+    freeReplyObject(pb_redis_eval(ctx->redis, &beat_script, keys, argv));
 
     /* a few beats per TTL, so one slow step does not look like a death */
     next_beat_ms = now + ctx->cfg->heartbeat_ttl_ms / 5;

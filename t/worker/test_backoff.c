@@ -1,6 +1,6 @@
 /*
  * Unit tests without Redis: backoff arithmetic, Retry-After parsing, the
- * classification of API answers, configuration parsing.
+ * classification of API answers, configuration and REDIS_URL parsing.
  */
 
 #include <curl/curl.h>
@@ -174,6 +174,34 @@ test_config(void)
 }
 
 
+static int
+url_ok(const char *url)
+{
+    char         err[256];
+    pb_redis_t  *r = pb_redis_open(url, 1000, err, sizeof(err));
+
+    pb_redis_close(r);
+
+    return r != NULL;
+}
+
+
+static void
+test_redis_url(void)
+{
+    CHECK(url_ok("redis://127.0.0.1:6379/0"), "host, port, db");
+    CHECK(url_ok("redis://localhost"), "host only");
+    CHECK(url_ok("redis://:pw@h:1/3") && url_ok("redis://user:pw@h/2"),
+          "with a password");
+    CHECK(url_ok("unix:///tmp/redis.sock?db=2") && url_ok("/tmp/redis.sock"),
+          "unix sockets");
+    CHECK(!url_ok("ftp://h") && !url_ok("redis://") && !url_ok("redis://:"),
+          "bad scheme or empty host");
+    CHECK(!url_ok("redis://h:70000") && !url_ok("redis://h:x/0")
+          && !url_ok("redis://h:1/db"), "bad port or db");
+}
+
+
 int
 main(void)
 {
@@ -182,6 +210,7 @@ main(void)
     test_retry_after();
     test_classify();
     test_config();
+    test_redis_url();
 
     return CHECK_DONE("test_backoff");
 }

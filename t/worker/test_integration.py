@@ -448,6 +448,15 @@ def s_kill9(rp):
 def s_db_outage(rp):
     if os.environ.get("PB_TEST_SKIP_PG") == "1":
         return
+    # one outage at a time on this host: concurrent runs share the cluster
+    import fcntl
+    os.makedirs("/tmp/pb", exist_ok=True)
+    with open("/tmp/pb/worker-test-pg-%d.lock" % PG_PORT, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        db_outage(rp)
+
+
+def db_outage(rp):
     outage = float(os.environ.get("PB_TEST_DB_OUTAGE", "30"))
     pg = os.path.join(ROOT, "scripts", "postgres.sh")
     r = subprocess.run([pg, "start", str(PG_PORT)], capture_output=True, text=True)
