@@ -184,7 +184,7 @@ def scenario_4():
         env.start_redis()
         env.start_sim(parallelism=1, run_seconds=0.5, start_seconds=0.05, **SIM_LIMIT)
         env.start_nginx(0)
-        wenv = dict(FAST_WORKER, SEQUENTIAL_QUEUE_TIMEOUT=3)
+        wenv = dict(FAST_WORKER, SEQUENTIAL_QUEUE_TIMEOUT=3, PB_HEARTBEAT_TTL=3)
         env.start_worker("worker-1", **wenv)
         jobs = ["s4-%03d" % i for i in range(1, 25)]
         enqueue_all(env, jobs)
@@ -213,8 +213,16 @@ def scenario_4():
             env.stop("worker-1b", signal.SIGKILL)
             env.start_worker("worker-1c", **wenv)
             events.append("kill -9 worker again at %d done" % terminal_count())
+        if wait_for(lambda: terminal_count() >= 21, 60, 0.2):
+            # die inside the launch call: the launch is handled 1 s later, after the crash
+            env.sim_config(hang_next=1, hang_seconds=1, hang_action="process")
+            wait_for(lambda: env.sim_stats()["hangs"] >= 1, 30, 0.05)
+            env.stop("worker-1c", signal.SIGKILL)
+            time.sleep(0.3)
+            env.start_worker("worker-1d", **wenv)
+            events.append("kill -9 worker inside a launch call at %d done" % terminal_count())
         print("  events: " + "; ".join(events))
-        C.eq("disruptions applied", len(events), 4)
+        C.eq("disruptions applied", len(events), 5)
         rows = env.wait_terminal(jobs, 120)
         stats = env.sim_stats()
         check_common(env, jobs, rows, stats, expect_status="success")
