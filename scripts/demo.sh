@@ -84,7 +84,10 @@ pid $DIR/nginx/logs/nginx.pid;
 error_log $DIR/nginx/logs/error.log info;
 events { worker_connections 256; }
 http {
-    access_log $DIR/nginx/logs/access.log;
+    # no query string in the log: it carries the secret
+    log_format pb '\$remote_addr [\$time_iso8601] "\$request_method \$uri" \$status '
+                  'result="\$phantombuster_result" container=\$phantombuster_container_id';
+    access_log $DIR/nginx/logs/access.log pb;
     client_body_temp_path $DIR/nginx/client_body;
     proxy_temp_path $DIR/nginx/proxy;
     fastcgi_temp_path $DIR/nginx/fastcgi;

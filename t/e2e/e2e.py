@@ -25,8 +25,8 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (AGENT, API_KEY, MODULE, NAIVE, NGINX_PORTS, PBCTL, QUEUE, SIM_PORT,  # noqa: E402
-                     TERMINAL, WORKER, Checks, Env, job_of, wait_for, webhook_url)
+from harness import (AGENT, API_KEY, MODULE, NAIVE, NGINX_PORTS, PBCTL, QUEUE, SECRET,  # noqa: E402
+                     SIM_PORT, TERMINAL, WORKER, Checks, Env, job_of, wait_for, webhook_url)
 
 # Short runs keep the suite well under its time budget.
 RUN = dict(run_seconds=0.15, start_seconds=0.05)
@@ -174,6 +174,11 @@ def scenario_3():
         rows_all = env.audit_rows()
         per_job_rows = collections.Counter(r["job_id"] for r in rows_all)
         C.check("one audit row per job", all(per_job_rows[j] == 1 for j in jobs), per_job_rows)
+        results = env.nginx_results(0)
+        C.eq("nginx: 10 webhooks queued, 3 answered as duplicates",
+             (results["queued"], results["duplicate"]), (10, 3))
+        C.check("no secret in the access log", SECRET not in open(os.path.join(
+            env.dir, "nginx-0", "logs", "access.log")).read(), "")
         seen = env.redis_keys(QUEUE + ":seen:*")
         C.check("dedupe markers written for delivered webhooks", len(seen) >= 10, len(seen))
 
@@ -255,11 +260,7 @@ def scenario_5():
         C.eq("http_429_sent", stats["http_429_sent"], 0)
         C.eq("launch_refusals", stats["launch_refusals"], 0)
         C.eq("containers/fetch polls", stats["polls"], 0)
-        hits = []
-        for idx in (0, 1):
-            path = os.path.join(env.dir, "nginx-%d" % idx, "logs", "access.log")
-            with open(path) as f:
-                hits.append(sum(1 for line in f if "POST /webhooks/phantombuster" in line))
+        hits = [sum(env.nginx_results(idx).values()) for idx in (0, 1)]
         C.check("both nginx instances received webhooks", all(h > 0 for h in hits), hits)
         print("  webhooks per nginx: %s" % hits)
 

@@ -263,6 +263,20 @@ class Env:
             raise RuntimeError("nginx %d did not start\n%s" % (idx, self.tail(name)))
         return port
 
+    def nginx_results(self, idx=0):
+        """Counter of $phantombuster_result over the webhook requests in nginx idx's access log."""
+        import collections
+        import re
+        path = os.path.join(self.dir, "nginx-%d" % idx, "logs", "access.log")
+        out = collections.Counter()
+        if os.path.exists(path):
+            with open(path) as f:
+                for line in f:
+                    m = re.search(r'"POST /webhooks/phantombuster" (\d+) result="([^"]*)"', line)
+                    if m:
+                        out[m.group(2)] += 1
+        return out
+
     def stop_nginx(self, idx=0):
         return self.stop("nginx-%d" % idx, signal.SIGQUIT)
 
@@ -376,7 +390,10 @@ pid %(prefix)s/logs/nginx.pid;
 error_log %(prefix)s/logs/error.log info;
 events { worker_connections 512; }
 http {
-    access_log %(prefix)s/logs/access.log;
+    # no query string in the log: it carries the secret
+    log_format pb '$remote_addr [$time_iso8601] "$request_method $uri" $status '
+                  'result="$phantombuster_result" container=$phantombuster_container_id';
+    access_log %(prefix)s/logs/access.log pb;
     client_body_temp_path %(prefix)s/client_body;
     proxy_temp_path %(prefix)s/proxy;
     fastcgi_temp_path %(prefix)s/fastcgi;
