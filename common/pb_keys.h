@@ -73,6 +73,7 @@ extern const char  pb_lua_push_webhook[];
 #define PB_KEY_OUTBOX_LOCK      "phantombuster:audit:lock"
 #define PB_KEY_MONITOR_LOCK     "phantombuster:monitor:lock"
 #define PB_KEY_METRICS          "phantombuster:metrics"
+#define PB_KEY_RUN_STATS        "phantombuster:run_stats"
 #define PB_KEY_WORKERS          "phantombuster:workers"
 #define PB_KEY_WORKER_PREFIX    "phantombuster:worker:"
 

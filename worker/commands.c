@@ -13,6 +13,7 @@
 #include "monitor.h"
 #include "pb_keys.h"
 #include "pb_payload.h"
+#include "pb_status.h"
 #include "workers.h"
 
 typedef int (*command_fn)(pb_ctx_t *ctx, const json_t *req, json_t **result,
@@ -56,122 +57,35 @@ redis_int(pb_ctx_t *ctx, const char *fmt, const char *key)
 }
 
 
-/* A string key's value parsed as JSON, or NULL when missing. */
-static json_t *
-redis_json(pb_ctx_t *ctx, const char *key)
-{
-    json_t      *v = NULL;
-    redisReply  *reply;
-
-    reply = pb_redis_cmd(ctx->redis, "GET %s", key);
-    if (reply != NULL && reply->type == REDIS_REPLY_STRING) {
-        v = json_loads(reply->str, 0, NULL);
-        if (v == NULL) {
-            v = json_string(reply->str);
-        }
-    }
-    freeReplyObject(reply);
-
-    return v;
-}
+static pb_script_t  status_script = { "status", pb_lua_status, "" };
 
 
-static json_t *
-metrics(pb_ctx_t *ctx)
-{
-    size_t       i;
-    json_t      *m = json_object();
-    redisReply  *reply;
-
-    reply = pb_redis_cmd(ctx->redis, "HGETALL %s", PB_KEY_METRICS);
-    for (i = 0; reply && reply->type == REDIS_REPLY_ARRAY
-                && i + 1 < reply->elements; i += 2)
-    {
-        json_object_set_new(m, reply->element[i]->str,
-                            json_integer(strtoll(reply->element[i + 1]->str,
-                                                 NULL, 10)));
-    }
-    freeReplyObject(reply);
-
-    return m;
-}
-
-
-static json_t *
-workers(pb_ctx_t *ctx)
-{
-    size_t       i;
-    char         key[256];
-    json_t      *list = json_array(), *info;
-    redisReply  *reply;
-
-    reply = pb_redis_cmd(ctx->redis, "SMEMBERS %s", PB_KEY_WORKERS);
-    for (i = 0; reply && reply->type == REDIS_REPLY_ARRAY
-                && i < reply->elements; i++)
-    {
-        snprintf(key, sizeof(key), "%s%s", PB_KEY_WORKER_PREFIX,
-                 reply->element[i]->str);
-        info = redis_json(ctx, key);
-        json_array_append_new(list, json_pack("{s:s, s:b, s:o}", "id",
-                                              reply->element[i]->str,
-                                              "alive", info != NULL,
-                                              "info", info ? info
-                                                           : json_null()));
-    }
-    freeReplyObject(reply);
-
-    return list;
-}
-
-
+/*
+ * The status is computed by the script in common/pb_status.c, the same
+ * one the module's phantombuster_status location runs: both show the
+ * same JSON.
+ */
 static int
 cmd_status(pb_ctx_t *ctx, const json_t *req, json_t **result, char *err,
     size_t err_len)
 {
-    char         invalid[512], key[512];
-    long long    closed_ms;
-    json_t      *paused, *draining, *running;
-    const char  *lane;
+    pb_status_keys_t   keys;
+    redisReply        *reply;
 
     (void) req;
 
-    closed_ms = redis_int(ctx, "PTTL %s", PB_KEY_LANE_CLOSED);
-    if (closed_ms == -1 && !pb_redis_connected(ctx->redis)) {
-        return failed(err, err_len, "status");
+    if (pb_status_keys(&keys, ctx->cfg->queue, strlen(ctx->cfg->queue))
+        != 0)
+    {
+        return bad(err, err_len, "status: the queue name is too long");
     }
 
-    paused = redis_json(ctx, PB_KEY_PAUSED);
-    draining = redis_json(ctx, PB_KEY_DRAINING);
-    lane = paused ? "paused" : draining ? "draining"
-           : closed_ms > 0 ? "closed" : "open";
-
-    running = pb_jobs_list(ctx, "running", 1000);
-    snprintf(invalid, sizeof(invalid), "%s%s", ctx->cfg->queue,
-             PB_INVALID_SUFFIX);
-    snprintf(key, sizeof(key), "%s", ctx->cfg->queue);
-
-    *result = json_pack(
-        "{s:{s:s, s:I, s:o, s:o}, s:i, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
-        " s:I, s:I}, s:o, s:o, s:o}",
-        "lane", "state", lane, "closed_ms",
-        (json_int_t) (closed_ms > 0 ? closed_ms : 0),
-        "paused", paused ? paused : json_null(),
-        "draining", draining ? draining : json_null(),
-        "max_running", ctx->cfg->max_running,
-        "counts",
-        "pending", (json_int_t) redis_int(ctx, "ZCARD %s", PB_KEY_JOBS_PENDING),
-        "retry", (json_int_t) redis_int(ctx, "ZCARD %s", PB_KEY_JOBS_RETRY),
-        "running", (json_int_t) redis_int(ctx, "ZCARD %s", PB_KEY_JOBS_RUNNING),
-        "dead", (json_int_t) redis_int(ctx, "ZCARD %s", PB_KEY_JOBS_DEAD),
-        "done", (json_int_t) redis_int(ctx, "ZCARD %s", PB_KEY_JOBS_DONE),
-        "webhooks_queued", (json_int_t) redis_int(ctx, "LLEN %s", key),
-        "webhooks_invalid", (json_int_t) redis_int(ctx, "LLEN %s", invalid),
-        "audit_outbox", (json_int_t) redis_int(ctx, "LLEN %s", PB_KEY_OUTBOX),
-        "audit_rejected",
-        (json_int_t) redis_int(ctx, "LLEN %s", PB_KEY_OUTBOX_FAILED),
-        "running", running ? running : json_array(),
-        "workers", workers(ctx),
-        "metrics", metrics(ctx));
+    reply = pb_redis_eval(ctx->redis, &status_script, keys.keys,
+                          (const char **) pb_status_argv);
+    if (reply != NULL && reply->type == REDIS_REPLY_STRING) {
+        *result = json_loadb(reply->str, reply->len, 0, NULL);
+    }
+    freeReplyObject(reply);
 
     return *result ? PB_CMD_OK : failed(err, err_len, "status");
 }

@@ -14,15 +14,15 @@
 
 #include "pb_keys.h"
 
-#define PB_LUA_NKEYS  17
+#define PB_LUA_NKEYS  18
 
-/* Keys 18 and 19 are per script (a processing list, a queue) or absent. */
+/* Keys 19 and 20 are per script (a processing list, a queue) or absent. */
 #define PB_LUA_KEYS_INIT                                                      \
     PB_KEY_JOBS_PENDING, PB_KEY_JOBS_RETRY, PB_KEY_JOBS_RUNNING,              \
     PB_KEY_JOBS_DONE, PB_KEY_JOBS_DEAD, PB_KEY_CONTAINERS, PB_KEY_LAUNCHING,  \
     PB_KEY_FENCE, PB_KEY_OUTBOX, PB_KEY_METRICS, PB_KEY_LANE_CLOSED,          \
     PB_KEY_LANE_STREAK, PB_KEY_THROTTLE, PB_KEY_THROTTLE_SEQ, PB_KEY_PAUSED,  \
-    PB_KEY_DRAINING, PB_KEY_JOBS_SEQ
+    PB_KEY_DRAINING, PB_KEY_JOBS_SEQ, PB_KEY_RUN_STATS
 
 /* Fills keys[0..PB_LUA_NKEYS+2] (extras may be NULL; NULL-terminated). */
 void pb_lua_keys(const char **keys, const char *extra1, const char *extra2);
@@ -40,8 +40,8 @@ void pb_lua_keys(const char **keys, const char *extra1, const char *extra2);
 "  launching = KEYS[7], fence = KEYS[8], outbox = KEYS[9],\n"                 \
 "  metrics = KEYS[10], lane = KEYS[11], streak = KEYS[12],\n"                 \
 "  throttle = KEYS[13], throttle_seq = KEYS[14], paused = KEYS[15],\n"        \
-"  draining = KEYS[16], seq = KEYS[17], extra1 = KEYS[18],\n"                 \
-"  extra2 = KEYS[19]}\n"                                                      \
+"  draining = KEYS[16], seq = KEYS[17], stats = KEYS[18],\n"                 \
+"  extra1 = KEYS[19], extra2 = KEYS[20]}\n"                                   \
 "local P = ARGV[1]\n"                                                         \
 "local function now_ms()\n"                                                   \
 "  local t = redis.call('TIME')\n"                                            \
@@ -119,10 +119,25 @@ void pb_lua_keys(const char **keys, const char *extra1, const char *extra2);
 "      phantom_container_id = container}})\n"                                 \
 "  metric('webhooks_unknown')\n"                                              \
 "end\n"                                                                       \
+/* run durations, claim to completion: an EWMA per agent and for all */     \
+"local function record_run(agent, ms)\n"                                      \
+"  for _, a in ipairs({agent, '*'}) do\n"                                     \
+"    local avg = tonumber(redis.call('HGET', K.stats, 'avg_ms:' .. a)\n"      \
+"      or '')\n"                                                              \
+"    if avg then avg = avg + 0.3 * (ms - avg) else avg = ms end\n"            \
+"    redis.call('HSET', K.stats, 'avg_ms:' .. a, int(avg),\n"                 \
+"      'last_ms:' .. a, int(ms))\n"                                           \
+"    redis.call('HINCRBY', K.stats, 'runs:' .. a, 1)\n"                       \
+"  end\n"                                                                     \
+"end\n"                                                                       \
 "local function complete(id, o, now)\n"                                       \
 "  local jk = P .. id\n"                                                      \
 "  local agent = jget(id, 'agent')\n"                                         \
 "  local container = o.container or jget(id, 'container')\n"                  \
+"  local claimed = tonumber(jget(id, 'claimed_at') or '')\n"                  \
+"  if agent and claimed and o.status ~= 'timed_out' then\n"                  \
+"    record_run(agent, math.max(0, now - claimed))\n"                         \
+"  end\n"                                                                     \
 "  release(id)\n"                                                             \
 "  redis.call('HSET', jk, 'state', 'done', 'status', o.status,\n"             \
 "    'finished_at', int(now), 'found_by', o.found_by or '')\n"                \

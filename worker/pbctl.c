@@ -324,17 +324,103 @@ print_jobs(const char *set, const json_t *jobs)
 }
 
 
+/* A typed column of a status table: text, integer or ms shown as s. */
+typedef struct {
+    const char  *title;
+    const char  *key;
+    int          width;
+    char         kind;          /* 's', 'i' or 'd' */
+} column_t;
+
+
+static void
+print_cell(const json_t *row, const column_t *c)
+{
+    char     buf[64];
+    json_t  *v = json_object_get(row, c->key);
+
+    if (json_is_string(v)) {
+        printf(" %-*s", c->width, json_string_value(v));
+        return;
+    }
+
+    if (!json_is_number(v)) {
+        snprintf(buf, sizeof(buf), "-");
+    } else if (c->kind == 'd') {
+        snprintf(buf, sizeof(buf), "%.1fs", json_number_value(v) / 1000);
+    } else {
+        snprintf(buf, sizeof(buf), "%.0f", json_number_value(v));
+    }
+
+    printf(" %*s", c->width, buf);
+}
+
+
+static void
+print_table(const char *title, const json_t *rows, const column_t *cols)
+{
+    size_t           i;
+    json_t          *row;
+    const column_t  *c;
+
+    printf("\n%s\n", title);
+
+    if (json_array_size(rows) == 0) {
+        printf("  (none)\n");
+        return;
+    }
+
+    for (c = cols; c->title != NULL; c++) {
+        printf(c->kind == 's' ? " %-*s" : " %*s", c->width, c->title);
+    }
+    printf("\n");
+
+    json_array_foreach(rows, i, row) {
+        for (c = cols; c->title != NULL; c++) {
+            print_cell(row, c);
+        }
+        printf("\n");
+    }
+}
+
+
 static void
 print_status(const json_t *s)
 {
+    static const column_t  running[] = {
+        { "JOB", "id", 28, 's' }, { "AGENT", "agent", 18, 's' },
+        { "STATE", "state", 9, 's' }, { "ELAPSED", "elapsed_ms", 9, 'd' },
+        { "LEFT", "remaining_ms", 9, 'd' },
+        { "CONTAINER", "container", 18, 's' }, { NULL, NULL, 0, 0 }
+    };
+    static const column_t  pending[] = {
+        { "#", "position", 4, 'i' }, { "JOB", "id", 28, 's' },
+        { "AGENT", "agent", 18, 's' }, { "PRIO", "priority", 5, 'i' },
+        { "WAITING", "waiting_ms", 9, 'd' },
+        { "STARTS IN", "starts_in_ms", 9, 'd' },
+        { "DONE IN", "done_in_ms", 9, 'd' }, { NULL, NULL, 0, 0 }
+    };
+    static const column_t  dead[] = {
+        { "JOB", "id", 28, 's' }, { "AGENT", "agent", 18, 's' },
+        { "TRY", "attempts", 3, 'i' }, { "ERROR", "error", 30, 's' },
+        { NULL, NULL, 0, 0 }
+    };
+    static const column_t  recent[] = {
+        { "JOB", "id", 28, 's' }, { "AGENT", "agent", 18, 's' },
+        { "OUTCOME", "outcome", 9, 's' }, { "TOOK", "duration_ms", 9, 'd' },
+        { "BY", "found_by", 8, 's' }, { "EXIT", "exit_message", 20, 's' },
+        { NULL, NULL, 0, 0 }
+    };
+
     size_t       i;
     const char  *key;
     json_t      *lane = json_object_get(s, "lane");
     json_t      *counts = json_object_get(s, "counts");
+    json_t      *eta = json_object_get(s, "eta");
+    json_t      *hooks = json_object_get(s, "webhooks");
     json_t      *w, *v, *flag;
 
-#define COUNT(name)                                                           \
-    ((long long) json_integer_value(json_object_get(counts, name)))
+#define NUM(o, name)  json_number_value(json_object_get(o, name))
 
     printf("lane      %s", str(lane, "state"));
     flag = json_object_get(lane, "paused");
@@ -344,19 +430,36 @@ print_status(const json_t *s)
     if (json_is_object(flag)) {
         printf(" (by %s at %s)", str(flag, "by"), str(flag, "at"));
     }
-    if (json_integer_value(json_object_get(lane, "closed_ms")) > 0) {
-        printf(" (reopens in %.1fs)",
-               json_integer_value(json_object_get(lane, "closed_ms")) / 1000.0);
+    if (NUM(lane, "closed_ms") > 0) {
+        printf(" (reopens in %.1fs)", NUM(lane, "closed_ms") / 1000);
     }
 
-    printf("\nslots     %lld/%lld running\n", COUNT("running"),
-           (long long) json_integer_value(json_object_get(s, "max_running")));
-    printf("jobs      pending %lld  retry %lld  dead %lld  done %lld\n",
-           COUNT("pending"), COUNT("retry"), COUNT("dead"), COUNT("done"));
-    printf("webhooks  queued %lld  invalid %lld\n", COUNT("webhooks_queued"),
-           COUNT("webhooks_invalid"));
-    printf("audit     outbox %lld  rejected %lld\n", COUNT("audit_outbox"),
-           COUNT("audit_rejected"));
+    printf("\nslots     %.0f/%.0f running\n", NUM(counts, "running"),
+           NUM(s, "max_running"));
+    printf("jobs      pending %.0f  retry %.0f  dead %.0f  done %.0f\n",
+           NUM(counts, "pending"), NUM(counts, "retry"),
+           NUM(counts, "dead"), NUM(counts, "done"));
+
+    if (json_is_number(json_object_get(eta, "queue_done_in_ms"))) {
+        printf("eta       queue done in %.0fs%s\n",
+               NUM(eta, "queue_done_in_ms") / 1000,
+               json_is_true(json_object_get(eta, "exact"))
+               ? "" : " (estimated)");
+    } else {
+        printf("eta       unknown (%s)\n",
+               json_is_string(json_object_get(eta, "blocked"))
+               ? str(eta, "blocked") : "no run history yet");
+    }
+
+    printf("webhooks  queued %.0f  invalid %.0f  last ", NUM(hooks, "queued"),
+           NUM(hooks, "invalid"));
+    if (json_is_number(json_object_get(hooks, "last_age_ms"))) {
+        printf("%.0fs ago\n", NUM(hooks, "last_age_ms") / 1000);
+    } else {
+        printf("never\n");
+    }
+    printf("audit     outbox %.0f  rejected %.0f\n",
+           NUM(counts, "audit_outbox"), NUM(counts, "audit_rejected"));
 
     printf("workers  ");
     json_array_foreach(json_object_get(s, "workers"), i, w) {
@@ -366,13 +469,22 @@ print_status(const json_t *s)
     printf("%s\nmetrics  ", json_array_size(json_object_get(s, "workers"))
                             ? "" : " none");
     json_object_foreach(json_object_get(s, "metrics"), key, v) {
-        printf(" %s=%lld", key, (long long) json_integer_value(v));
+        printf(" %s=%.0f", key, json_number_value(v));
     }
-    printf("\n\n");
+    printf("\n");
 
-    print_jobs("running", json_object_get(s, "running"));
+    json_array_foreach(json_object_get(s, "alerts"), i, v) {
+        printf("%s %s\n", i == 0 ? "\nalerts   " : "         ",
+               str(v, "message"));
+    }
 
-#undef COUNT
+    print_table("running", json_object_get(s, "running"), running);
+    print_table("pending (first jobs)", json_object_get(s, "pending"),
+                pending);
+    print_table("dead letters (latest)", json_object_get(s, "dead"), dead);
+    print_table("recent completions", json_object_get(s, "recent"), recent);
+
+#undef NUM
 }
 
 

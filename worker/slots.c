@@ -210,7 +210,7 @@ static pb_script_t  finish_script = { "finish",
 };
 
 /*
- * KEYS[18] the processing list.  ARGV: 2 envelope, 3 agent, 4..11 outcome
+ * KEYS[19] the processing list.  ARGV: 2 envelope, 3 agent, 4..11 outcome
  * (its container is the webhook's).
  */
 static pb_script_t  webhook_script = { "webhook",
