@@ -138,7 +138,7 @@ function _M.handle()
     red:set_keepalive(60000, cfg.pool_size)
 
     if res == -1 then
-        return reply(200, '{"status":"duplicate","id":"' .. id .. '"}')
+        return reply(200, '{"status":"duplicate"}')
     end
     return reply(202, '{"status":"queued","id":"' .. id .. '"}')
 end

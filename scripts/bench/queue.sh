@@ -1,1 +1,175 @@
-bench_queue() { note "NOT RUN: queue section not written yet"; }
+# Section 2: queue throughput (sourced by scripts/bench/run.sh).
+#
+# BENCH_QUEUE_N webhook envelopes (module format, containers no job owns,
+# so each becomes one audit row "container:<id>") are pushed with
+# redis-cli --pipe while pb-worker is stopped; then pb-worker is started and
+# timed until every row is in service_audit_logs.  Compared with the same
+# rows INSERTed by sqlite3 / psql in one transaction.  pb-worker runs on
+# CPU_CLI, Redis and the database on CPU_SRV.  A backend that has not
+# finished after BENCH_QUEUE_MAX_S seconds is stopped there and its rate
+# taken over the rows written so far (said so in the report).
+
+BENCH_QUEUE_MAX_S=${BENCH_QUEUE_MAX_S:-45}
+Q_DIR=$B/queue
+
+# The worker's environment: "${Q_ENV[@]}" AUDIT_DATABASE_URL=... CMD &
+# (a plain command, so that $! is the worker itself, not a subshell).
+q_env() {
+    Q_ENV=(env REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+           PHANTOMBUSTER_API_KEY=bench-api-key
+           PHANTOMBUSTER_API_URL="http://127.0.0.1:$SIM_PORT"
+           PB_WEBHOOK_QUEUE="$QUEUE" PB_WORKER_ID=bench-queue PB_LOG_LEVEL=warn)
+}
+
+pg_up() {
+    if [ "$PG_STARTED" = 1 ]; then return 0; fi
+    if ! command -v psql >/dev/null; then return 1; fi
+    [ -x "$ROOT/scripts/postgres.sh" ] || return 1
+    if "$ROOT/scripts/postgres.sh" status "$PG_PORT" >/dev/null 2>&1; then
+        note "PostgreSQL on $PG_PORT was already running: used as is"
+    else
+        "$ROOT/scripts/postgres.sh" start "$PG_PORT" >/dev/null || return 1
+        PG_STARTED=1
+    fi
+    # the server and its backends on the server CPU
+    local pm
+    pm=$(head -1 "/tmp/pb/pg-$PG_PORT/data/postmaster.pid" 2>/dev/null) || return 0
+    taskset -pc "$CPU_SRV" "$pm" >/dev/null 2>&1 || true
+    for p in $(ps --ppid "$pm" -o pid=); do taskset -pc "$CPU_SRV" "$p" >/dev/null 2>&1 || true; done
+}
+
+pg_sql() { # pg_sql DB SQL
+    psql -X -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "$1" -v ON_ERROR_STOP=1 -qAtc "$2"
+}
+
+pg_fresh_db() {
+    pg_sql postgres "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null
+    pg_sql postgres "CREATE DATABASE $1" >/dev/null
+}
+
+# q_rows BACKEND TARGET: rows in service_audit_logs (0 when not there yet).
+q_rows() {
+    local n
+    case $1 in
+    sqlite) n=$(sqlite3 "$2" "SELECT count(*) FROM service_audit_logs" 2>/dev/null) || n=0 ;;
+    postgresql) n=$(pg_sql "$2" "SELECT count(*) FROM service_audit_logs" 2>/dev/null) || n=0 ;;
+    esac
+    echo "${n:-0}"
+}
+
+# q_migrate BACKEND URL TARGET: lets pb-worker create its table (it migrates
+# when it first opens the database, i.e. at its first audit row: one
+# envelope is fed to it), then empties the table, so that migrations are
+# not part of the timing.
+q_migrate() {
+    local pid i
+    rcli FLUSHALL >/dev/null
+    python3 "$HERE/gen.py" envelopes 1 "$QUEUE" 1 | rcli --pipe >/dev/null
+    q_env
+    "${Q_ENV[@]}" AUDIT_DATABASE_URL="$2" "$WORKER_BIN" 2>>"$Q_DIR/worker-$1.log" &
+    pid=$!
+    BG_PIDS+=("$pid")
+    for i in $(seq 100); do
+        [ "$(q_rows "$1" "$3")" -ge 1 ] && break
+        sleep 0.1
+    done
+    stop_pid "$pid"
+    [ "$(q_rows "$1" "$3")" -ge 1 ] || die "pb-worker did not create service_audit_logs ($1, see $Q_DIR/worker-$1.log)"
+    case $1 in
+    sqlite) sqlite3 "$3" "DELETE FROM service_audit_logs" ;;
+    postgresql) pg_sql "$3" "DELETE FROM service_audit_logs" ;;
+    esac
+    rcli FLUSHALL >/dev/null
+}
+
+q_drain() {
+    local backend=$1 url=$2 target=$3 n=$BENCH_QUEUE_N
+    local pid t0 t1 rows w0 w1 r0 r1 pushed
+
+    q_migrate "$backend" "$url" "$target"
+    rcli FLUSHALL >/dev/null
+    local p0 p1
+    p0=$(date +%s%N)
+    python3 "$HERE/gen.py" envelopes "$n" "$QUEUE" | rcli --pipe >"$Q_DIR/pipe.log" 2>&1 \
+        || die "redis-cli --pipe failed (see $Q_DIR/pipe.log)"
+    p1=$(date +%s%N)
+    pushed=$(rcli LLEN "$QUEUE")
+    [ "$pushed" = "$n" ] || die "pushed $pushed envelopes, expected $n"
+
+    r0=$(cpu_us "$REDIS_PID")
+    t0=$(date +%s%N)
+    q_env
+    "${Q_ENV[@]}" AUDIT_DATABASE_URL="$url" taskset -c "$CPU_CLI" "$WORKER_BIN" \
+        2>>"$Q_DIR/worker-$backend.log" &
+    pid=$!
+    BG_PIDS+=("$pid")
+    local capped=0
+    while :; do
+        sleep 0.25
+        rows=$(q_rows "$backend" "$target")
+        [ "$rows" -ge "$n" ] && break
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -5 "$Q_DIR/worker-$backend.log" >&2
+            die "pb-worker exited during the drain ($backend)"
+        fi
+        if [ $(( ($(date +%s%N) - t0) / 1000000000 )) -ge "$BENCH_QUEUE_MAX_S" ]; then
+            capped=1
+            break
+        fi
+    done
+    t1=$(date +%s%N)
+    w1=$(cpu_us "$pid"); r1=$(cpu_us "$REDIS_PID")
+    stop_pid "$pid"
+    rows=$(q_rows "$backend" "$target")
+    rec section=queue kind=worker backend="$backend" n="$n" rows="$rows" capped="$capped" \
+        elapsed_us=$(( (t1 - t0) / 1000 )) push_us=$(( (p1 - p0) / 1000 )) \
+        worker_cpu_us="$w1" redis_cpu_us=$((r1 - r0)) left_in_queue="$(rcli LLEN "$QUEUE")"
+    if [ "$capped" = 1 ]; then
+        note "queue ($backend): pb-worker stopped after ${BENCH_QUEUE_MAX_S}s with $rows of $n rows written; rate measured over those"
+    fi
+    log "  $backend: pb-worker wrote $rows rows in $(( (t1 - t0) / 1000000 )) ms"
+}
+
+q_raw() {
+    local backend=$1 url=$2 target=$3 n=$BENCH_QUEUE_N sql t0 t1 rows
+    sql=$Q_DIR/inserts-$backend.sql
+    python3 "$HERE/gen.py" sql "$backend" "$n" >"$sql"
+    q_migrate "$backend" "$url" "$target"
+    t0=$(date +%s%N)
+    case $backend in
+    sqlite) on_cli sqlite3 "$target" <"$sql" >"$Q_DIR/raw-$backend.log" 2>&1 ;;
+    postgresql) on_cli psql -X -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "$target" \
+                    -v ON_ERROR_STOP=1 -q -f "$sql" >"$Q_DIR/raw-$backend.log" 2>&1 ;;
+    esac || die "raw inserts failed ($backend, see $Q_DIR/raw-$backend.log)"
+    t1=$(date +%s%N)
+    rows=$(q_rows "$backend" "$target")
+    [ "$rows" = "$n" ] || die "raw inserts: $rows rows, expected $n ($backend)"
+    rec section=queue kind=raw backend="$backend" n="$n" rows="$rows" elapsed_us=$(( (t1 - t0) / 1000 ))
+    log "  $backend: raw inserts of $n rows in $(( (t1 - t0) / 1000000 )) ms"
+    rm -f "$sql"
+}
+
+bench_queue() {
+    log "== 2. queue throughput ($BENCH_QUEUE_N envelopes)"
+    if [ ! -x "$WORKER_BIN" ]; then
+        note "NOT RUN: queue throughput (pb-worker not built: $WORKER_BIN)"
+        return 0
+    fi
+    rm -rf "$Q_DIR"
+    mkdir -p "$Q_DIR"
+
+    q_raw sqlite "sqlite:$Q_DIR/raw.db" "$Q_DIR/raw.db"
+    q_drain sqlite "sqlite:$Q_DIR/audit.db" "$Q_DIR/audit.db"
+
+    if pg_up; then
+        pg_fresh_db pb_bench_raw
+        q_raw postgresql "postgresql://postgres@127.0.0.1:$PG_PORT/pb_bench_raw" pb_bench_raw
+        pg_fresh_db pb_bench
+        q_drain postgresql "postgresql://postgres@127.0.0.1:$PG_PORT/pb_bench" pb_bench
+        pg_sql postgres "DROP DATABASE IF EXISTS pb_bench WITH (FORCE)" >/dev/null || true
+        pg_sql postgres "DROP DATABASE IF EXISTS pb_bench_raw WITH (FORCE)" >/dev/null || true
+    else
+        note "NOT RUN: queue throughput with PostgreSQL (scripts/postgres.sh start $PG_PORT failed or psql missing)"
+    fi
+    rm -f "$Q_DIR"/*.db*
+}
