@@ -331,7 +331,7 @@ ngx_http_phantombuster_redis_setup_reply(redisAsyncContext *ac, void *reply,
         || rr->len != 40
         || ngx_strncmp(rr->str, rs->script_sha, 40) != 0)
     {
-        ngx_log_error(NGX_LOG_ALERT, rs->log, 0,
+        ngx_log_error(NGX_LOG_ERR, rs->log, 0,
                       "phantombuster: redis \"%V\" returned an unexpected "
                       "digest for the push script", &rs->name);
         return;

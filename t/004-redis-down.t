@@ -273,3 +273,116 @@ client closed the request while its push was pending
 [alert]
 [crit]
 [emerg]
+
+
+
+=== TEST 8: 70 failed connects leak no descriptor and no connection slot
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_EXTRA_PORT;
+        phantombuster_secret s3cret;
+        phantombuster_queue pbtest:webhooks;
+    }
+--- init
+t::PB::expect(len => [(0) x 70], each => sub {
+    my ($i) = @_;
+    $t::PB::Stash{fd0} = t::PB::fd_count() if $i == 0;
+    if ($i == 69) {
+        my $fds = t::PB::fd_count();
+        Test::More::ok($fds > 0, "nginx has $fds descriptors open");
+        Test::More::is($fds, $t::PB::Stash{fd0},
+                       'as many as after the first failed connect');
+    }
+});
+--- request eval
+[map { "POST /hook?secret=s3cret\n" . t::PB::payload(containerId => $_) }
+     1 .. 70]
+--- error_code eval
+[(503) x 70]
+--- no_error_log
+[alert]
+[crit]
+worker_connections are not enough
+
+
+
+=== TEST 9: losing and reopening the connection never closes an fd twice
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_SPARE_REDIS_PORT;
+        phantombuster_secret s3cret;
+        phantombuster_queue pbtest:webhooks;
+    }
+--- init
+# strace records every close() of nginx while Redis goes away and comes
+# back: a descriptor closed twice (nginx's slot and hiredis both closing
+# it) shows up as "close(N) = -1 EBADF"
+my $port = $t::PB::SpareRedisPort;
+t::PB::redis_start($port);
+t::PB::redis('-p', $port, 'FLUSHALL');
+my @warm = t::PB::concurrent('/hook?secret=s3cret',
+                             [t::PB::payload(containerId => 40)]);
+Test::More::is($warm[0][0], 202, 'connected and queued');
+my $trace = "/tmp/pb/strace-$port.txt";
+unlink $trace;
+my $have = system('sh', '-c', 'command -v strace >/dev/null') == 0;
+$t::PB::Stash{strace} = $have ? fork() : 0;
+if ($have && $t::PB::Stash{strace} == 0) {
+    exec 'strace', '-f', '-qq', '-e', 'trace=close', '-o', $trace,
+         '-p', t::PB::nginx_pid();
+    POSIX::_exit(127);
+}
+Time::HiRes::sleep(0.5);
+t::PB::redis_stop($port);
+t::PB::expect(len => [undef, undef, 2], port => $port, each => sub {
+    t::PB::redis_start($port) if $_[0] == 1;
+}, check => sub {
+    SKIP: {
+        Test::More::skip('strace is not installed', 2) unless $have;
+        kill 'INT', $t::PB::Stash{strace};
+        waitpid($t::PB::Stash{strace}, 0);
+        open my $fh, '<', $trace or die "$trace: $!";
+        my @lines = <$fh>;
+        close $fh;
+        my @closes = grep { /close\(\d+\)\s+= 0/ } @lines;
+        my @twice = grep { /close\(\d+\)\s+= -1 EBADF/ } @lines;
+        Test::More::cmp_ok(scalar @closes, '>=', 3,
+                           'strace saw the closes (' . @closes . ')');
+        Test::More::is(scalar @twice, 0, 'no descriptor closed twice')
+            or Test::More::diag(@twice);
+    }
+});
+--- request eval
+[map { "POST /hook?secret=s3cret\n" . t::PB::payload(containerId => $_) }
+     41 .. 43]
+--- error_code eval
+[503, 503, 202]
+
+
+
+=== TEST 10: a reply burst larger than hiredis's 16 KiB read is not stranded
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_EXTRA_PORT;
+        phantombuster_redis_timeout 2s;
+        phantombuster_secret s3cret;
+        phantombuster_queue pbtest:webhooks;
+    }
+--- init
+$t::PB::Stash{fake} = t::PB::fake_redis_burst($t::PB::ExtraPort, 40000);
+$t::PB::T0 = Time::HiRes::time();
+t::PB::expect(len => 0, each => sub {
+    my $lap = main::lap();
+    Test::More::cmp_ok($lap, '<', 1, "answered without a timeout ($lap s)");
+    kill 'KILL', $t::PB::Stash{fake};
+    waitpid($t::PB::Stash{fake}, 0);
+});
+--- request eval
+"POST /hook?secret=s3cret\n" . t::PB::payload()
+--- error_code: 202
+--- response_body_like: ^\{"status":"queued"
+--- error_log
+returned an unexpected digest for the push script

@@ -22,6 +22,7 @@ use warnings;
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
 use JSON::PP ();
+use POSIX ();
 use Time::HiRes ();
 use Test::More ();
 use Test::Nginx::Socket ();
@@ -222,6 +223,77 @@ sub private_redis_stop {
     my $out = redis('-p', $kind, 'SHUTDOWN', 'NOSAVE');
     open STDERR, '>&', $saved or die $!;
     Time::HiRes::sleep(0.1) if $out eq '';
+}
+
+
+sub nginx_pid {
+    my $f = error_log_file();
+    $f =~ s{/error\.log$}{/nginx.pid};
+
+    open my $fh, '<', $f or return 0;
+    my $pid = <$fh>;
+    close $fh;
+
+    return 0 unless defined $pid;
+    chomp $pid;
+
+    return $pid;
+}
+
+
+# open descriptors of the (single) nginx process
+sub fd_count {
+    my $pid = nginx_pid() or return -1;
+
+    opendir my $d, "/proc/$pid/fd" or return -1;
+    my $n = grep { /^\d+$/ } readdir $d;
+    closedir $d;
+
+    return $n;
+}
+
+
+# A fake Redis on 127.0.0.1:$port, for one connection: it waits until the
+# first EVALSHA has arrived, then answers everything in a single write: a
+# $big-byte bulk string (for SCRIPT LOAD) and ":1" (for the push), and
+# keeps the connection open.  hiredis reads 16 KiB per call, so the ":1"
+# is only seen if the adapter is told again that the socket is readable.
+sub fake_redis_burst {
+    my ($port, $big) = @_;
+
+    require IO::Socket::INET;
+
+    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                  LocalPort => $port, Listen => 5,
+                                  ReuseAddr => 1)
+        or die "fake redis: cannot listen on $port: $!";
+
+    my $pid = fork();
+    die "fork: $!" unless defined $pid;
+
+    if ($pid) {
+        close $l;
+        return $pid;
+    }
+
+    my $c = $l->accept or POSIX::_exit(1);
+    my $buf = '';
+
+    while ($buf !~ /EVALSHA/) {
+        my $n = sysread($c, $buf, 65536, length $buf);
+        POSIX::_exit(1) unless $n;
+    }
+
+    my $out = '$' . $big . "\r\n" . ('x' x $big) . "\r\n:1\r\n";
+
+    while (length $out) {
+        my $n = syswrite($c, $out);
+        POSIX::_exit(1) unless defined $n;
+        substr($out, 0, $n, '');
+    }
+
+    sleep 30;
+    POSIX::_exit(0);
 }
 
 
