@@ -8,6 +8,10 @@
   gen.py sql sqlite|postgresql N     the audit rows those N webhooks become, as
                                      plain INSERTs in one transaction (the raw
                                      speed of the database: the practical limit)
+  gen.py jobs N SHA [AGENT]          Redis protocol: N EVALSHA of the enqueue
+                                     script of docs/redis-layout.md (loaded
+                                     beforehand, SHA its digest): N pending
+                                     jobs exactly as pbctl enqueue makes them
   gen.py payload                     one webhook payload (~600 bytes)
 
 The payload is the one bench/wrk/webhook.lua sends: PhantomBuster's
@@ -66,6 +70,22 @@ def cmd_envelopes(n, queue, batch=500):
     w.flush()
 
 
+def cmd_jobs(n, sha, agent="4717388215573025"):
+    w = sys.stdout.buffer
+    buf = []
+    for i in range(n):
+        jid = "bench-job-%07d" % i
+        buf.append(resp(["EVALSHA", sha, "5", "phantombuster:job:" + jid,
+                         "phantombuster:jobs:seq", "phantombuster:jobs:pending",
+                         "phantombuster:audit:outbox", "phantombuster:metrics",
+                         jid, agent, '{"company":"Company %07d"}' % i, "0", "bench"]))
+        if len(buf) == 1000:
+            w.write(b"".join(buf))
+            buf = []
+    w.write(b"".join(buf))
+    w.flush()
+
+
 def sql_quote(s):
     return "'" + s.replace("'", "''") + "'"
 
@@ -99,6 +119,8 @@ def main():
         cmd_envelopes(int(a[1]), a[2], int(a[3]) if len(a) > 3 else 500)
     elif a[0] == "sql":
         cmd_sql(a[1], int(a[2]))
+    elif a[0] == "jobs":
+        cmd_jobs(int(a[1]), a[2], *a[3:4])
     elif a[0] == "payload":
         print(payload(BASE_CONTAINER))
     else:

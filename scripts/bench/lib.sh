@@ -159,12 +159,13 @@ render() {
     fi
 }
 
-# nginx_start NAME PORT [KEY=VALUE ...]: renders bench/nginx/NAME.conf.in
-# under build/bench/nginx-NAME and starts it on CPU_SRV.  Sets NGINX_PREFIX.
+# nginx_start NAME[@INSTANCE] PORT [KEY=VALUE ...]: renders
+# bench/nginx/NAME.conf.in under build/bench/nginx-INSTANCE (default NAME)
+# and starts it on CPU_SRV.  Sets NGINX_PREFIX.
 nginx_start() {
-    local name=$1 port=$2 prefix
+    local name=${1%%@*} instance=${1#*@} port=$2 prefix
     shift 2
-    prefix=$B/nginx-$name
+    prefix=$B/nginx-$instance
     rm -rf "$prefix"
     mkdir -p "$prefix/logs"
     local subst=(PREFIX="$prefix" PORT="$port" BENCH="$BENCH" ROOT="$ROOT"
@@ -224,4 +225,53 @@ run_wrk() {
 # bench_field FILE KEY: the value of KEY= on the BENCH line of FILE.
 bench_field() {
     sed -n 's/^BENCH .*\b'"$2"'=\([0-9.]*\).*/\1/p' "$1" | head -1
+}
+
+# ---- the PhantomBuster simulator ---------------------------------------------
+
+SIM_PID=
+
+# sim_start [flags...]: scripts/pb-simulator.py on SIM_PORT, on CPU_CLI.
+sim_start() {
+    sim_stop
+    taskset -c "$CPU_CLI" python3 "$ROOT/scripts/pb-simulator.py" --port "$SIM_PORT" --quiet \
+        --api-key bench-api-key "$@" 2>>"$B/simulator.log" &
+    SIM_PID=$!
+    BG_PIDS+=("$SIM_PID")
+    local i
+    for i in $(seq 100); do
+        curl -fs "http://127.0.0.1:$SIM_PORT/_sim/stats" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    die "simulator did not start on $SIM_PORT (see $B/simulator.log)"
+}
+
+sim_stop() {
+    [ -n "$SIM_PID" ] || return 0
+    stop_pid "$SIM_PID"
+    SIM_PID=
+}
+
+sim_stats() { curl -fs "http://127.0.0.1:$SIM_PORT/_sim/stats"; }
+
+# json_get KEY...: reads JSON on stdin, prints the value at that path.
+json_get() {
+    python3 -c 'import json, sys
+v = json.load(sys.stdin)
+for k in sys.argv[1:]:
+    v = v.get(k, 0) if isinstance(v, dict) else 0
+print(v if not isinstance(v, bool) else int(v))' "$@"
+}
+
+# redis_used_memory: INFO memory's used_memory, bytes.
+redis_used_memory() {
+    rcli INFO memory | tr -d '\r' | sed -n 's/^used_memory:\([0-9]*\)$/\1/p'
+}
+
+# The enqueue script of docs/redis-layout.md (what pbctl enqueue runs).
+enqueue_script() {
+    awk '/<!-- enqueue-script -->/ { f = 1; next }
+         f && /^```lua/ { g = 1; next }
+         g && /^```/ { exit }
+         g' "$ROOT/docs/redis-layout.md"
 }

@@ -268,6 +268,7 @@ def memory_section(recs, out, targets):
     if not runs:
         return
     out.append("## 3. Memory\n")
+    extra_lines = []
     out.append("| what | N | before | after | growth |")
     out.append("|---|---:|---:|---:|---:|")
     for r in runs:
@@ -277,12 +278,15 @@ def memory_section(recs, out, targets):
             out.append("| nginx worker RSS (module) over N webhooks | %s | %s KiB | %s KiB | %s KiB (%s bytes/webhook) |" % (
                 fmt(r["n"]), fmt(r["before_kb"]), fmt(r["after_kb"]), fmt(growth),
                 fmt(growth * 1024 / r["n"], 3)))
+            series = str(r.get("series_kb", ""))
+            if series:
+                extra_lines.append("nginx worker RSS after each 5-second chunk (KiB): %s." % series.replace(",", ", "))
             flat = growth * 1024 / r["n"] < 1.0
             targets.append(("nginx RSS flat over %s webhooks" % fmt(r["n"]),
                             "%+d KiB" % growth, verdict(flat)))
         elif what == "worker_rss":
-            out.append("| pb-worker RSS with N pending jobs | %s | %s KiB | %s KiB | %s KiB |" % (
-                fmt(r["n"]), fmt(r["before_kb"]), fmt(r["after_kb"]),
+            out.append("| pb-worker RSS: empty queue, then N pending jobs (%s completed in 5 s meanwhile) | %s | %s KiB | %s KiB | %s KiB |" % (
+                fmt(r.get("done_5s", 0)), fmt(r["n"]), fmt(r["before_kb"]), fmt(r["after_kb"]),
                 fmt(r["after_kb"] - r["before_kb"])))
         elif what == "redis_job":
             out.append("| Redis used_memory, N pending jobs | %s | %s MiB | %s MiB | %s bytes/job |" % (
@@ -293,6 +297,8 @@ def memory_section(recs, out, targets):
                 fmt(r["n"]), fmt(r["before_b"] / 2**20, 1), fmt(r["after_b"] / 2**20, 1),
                 fmt((r["after_b"] - r["before_b"]) / r["n"], 1)))
     out.append("")
+    for line in extra_lines:
+        out.append(line + "\n")
 
 
 def api_section(recs, out, targets):
