@@ -277,9 +277,9 @@ pb_api_stop_agent(pb_api_t *api, const char *agent, pb_api_result_t *res)
 
 
 void
-pb_api_running_containers(pb_api_t *api, pb_api_result_t *res)
+pb_api_agent_output(pb_api_t *api, const char *agent, pb_api_result_t *res)
 {
-    call(api, "GET", "orgs/fetch-running-containers", NULL, NULL, res);
+    call(api, "GET", "agents/fetch-output", agent, NULL, res);
 }
 
 
@@ -329,6 +329,14 @@ pb_api_classify(const pb_api_result_t *res)
 
     if (res->http_status == 404) {
         return PB_API_NOT_FOUND;
+    }
+
+    /*
+     * A gateway that timed out on, or lost, the origin's answer: the origin
+     * may have acted.  (500 and 503 are the server saying it did not.)
+     */
+    if (res->http_status == 502 || res->http_status == 504) {
+        return PB_API_AMBIGUOUS;
     }
 
     if (res->http_status >= 400 && res->http_status < 500

@@ -21,7 +21,8 @@ typedef enum {
     PB_API_AUTH,            /* 401/403: our configuration, not the job */
     PB_API_NOT_FOUND,       /* 404 */
     PB_API_TRANSIENT,       /* 5xx, 408, or a request that never left */
-    PB_API_AMBIGUOUS,       /* sent, but no answer: it may have happened */
+    PB_API_AMBIGUOUS,       /* sent, no answer (or a gateway's 502/504):
+                               it may have happened */
     PB_API_PERMANENT        /* any other 4xx */
 } pb_api_class_t;
 
@@ -51,8 +52,13 @@ void pb_api_fetch_container(pb_api_t *api, const char *container,
 void pb_api_stop_agent(pb_api_t *api, const char *agent,
     pb_api_result_t *res);
 
-/* GET /api/v2/orgs/fetch-running-containers */
-void pb_api_running_containers(pb_api_t *api, pb_api_result_t *res);
+/*
+ * GET /api/v2/agents/fetch-output?id=... : the agent's most recent
+ * container ("containerId", "status"), the evidence for a launch whose
+ * answer was lost.
+ */
+void pb_api_agent_output(pb_api_t *api, const char *agent,
+    pb_api_result_t *res);
 
 void pb_api_result_free(pb_api_result_t *res);
 

@@ -49,7 +49,7 @@ static pb_script_t  dlq_retry_script = { "dlq_retry",
     "local seq = redis.call('INCR', K.seq)\n"
     "local score = -tonumber(jget(id, 'priority') or '0') * 4294967296 + seq\n"
     "redis.call('HDEL', P .. id, 'token', 'container', 'error', 'dead_at',\n"
-    "  'orphaned', 'retry_at', 'exit_code', 'exit_message', 'found_by',\n"
+    "  'in_doubt', 'retry_at', 'exit_code', 'exit_message', 'found_by',\n"
     "  'finished_at', 'launched_at')\n"
     "redis.call('HSET', P .. id, 'state', 'pending', 'status', 'pending',\n"
     "  'attempts', '0', 'seq', seq, 'score', int(score),\n"

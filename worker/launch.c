@@ -109,10 +109,12 @@ launch_claimed(pb_ctx_t *ctx, const pb_claim_t *claim)
         break;
 
     case PB_API_AMBIGUOUS:
-        pb_log(PB_LOG_WARN, "launch answer lost; reconciling", "{s:s, s:s}",
-               "job", claim->job_id, "error", res.error);
-        rc = pb_monitor_reconcile(ctx, claim->job_id, claim->token,
-                                  claim->agent, 1);
+        /*
+         * The launch may have happened.  Deciding now, before the webhook
+         * consumer had its turn, is what launched quick runs twice: the
+         * job waits in doubt for evidence instead.
+         */
+        rc = pb_monitor_doubt(ctx, claim->job_id, claim->token, res.error);
         break;
 
     default:

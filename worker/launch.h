@@ -3,7 +3,8 @@
  * came of it.  429 and parallelism refusals close the shared lane and put
  * the job back where it was, at no cost to its retry budget; 5xx and
  * network failures use the budget with backoff; other 4xx dead-letter at
- * once; an answer that never came is reconciled against PhantomBuster.
+ * once; an answer that never came leaves the job in doubt until evidence
+ * (its webhook, or PhantomBuster's word on its agent's runs) settles it.
  */
 
 #ifndef PB_LAUNCH_H

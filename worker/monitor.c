@@ -17,6 +17,15 @@
 
 static int64_t  next_pass_ms;
 
+/*
+ * How far PhantomBuster's clock (a container's createdAt) may lag Redis's
+ * (the job's launching_at) for the container to still count as ours.
+ * NTP-synced clocks differ by milliseconds; a generous margin costs little,
+ * because a container some job owns never counts, while missing our own
+ * run would mean launching it twice.
+ */
+#define PB_DOUBT_SKEW_MS  30000
+
 /* The fields of a running-set member the monitor decides on. */
 typedef struct {
     char       id[PB_JOB_ID_MAX + 1];
@@ -27,8 +36,10 @@ typedef struct {
     char       agent[PB_ID_MAX_LEN + 1];
     char       early[PB_ID_MAX_LEN + 1];
     int64_t    claimed_at;
+    int64_t    launching_at;
     int64_t    deadline;
-    int        orphaned;
+    int        attempts;
+    int        in_doubt;
     int        exists;
 } run_t;
 
@@ -42,6 +53,7 @@ field(char *dst, size_t cap, const redisReply *reply, size_t i)
 }
 
 
+/* The job and its slot's deadline (-1 when it holds none). */
 static int
 load_run(pb_ctx_t *ctx, const char *id, run_t *run)
 {
@@ -51,10 +63,10 @@ load_run(pb_ctx_t *ctx, const char *id, run_t *run)
     snprintf(run->id, sizeof(run->id), "%s", id);
 
     reply = pb_redis_cmd(ctx->redis, "HMGET %s%s state token worker container "
-                         "agent early_container claimed_at orphaned",
-                         PB_KEY_JOB_PREFIX, id);
+                         "agent early_container claimed_at launching_at "
+                         "attempts in_doubt", PB_KEY_JOB_PREFIX, id);
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 8)
+        || reply->elements != 10)
     {
         freeReplyObject(reply);
         return -1;
@@ -67,16 +79,29 @@ load_run(pb_ctx_t *ctx, const char *id, run_t *run)
     field(run->agent, sizeof(run->agent), reply, 4);
     field(run->early, sizeof(run->early), reply, 5);
     run->claimed_at = pb_reply_int(reply, 6, 0);
-    run->orphaned = pb_reply_int(reply, 7, 0) == 1;
+    run->launching_at = pb_reply_int(reply, 7, run->claimed_at);
+    run->attempts = (int) pb_reply_int(reply, 8, 0);
+    run->in_doubt = pb_reply_int(reply, 9, 0) == 1;
     run->exists = run->state[0] != '\0';
 
+    freeReplyObject(reply);
+
+    reply = pb_redis_cmd(ctx->redis, "ZSCORE %s %s", PB_KEY_JOBS_RUNNING, id);
+    if (reply == NULL) {
+        return -1;
+    }
+    run->deadline = reply->type == REDIS_REPLY_STRING
+                    ? strtoll(reply->str, NULL, 10) : -1;
     freeReplyObject(reply);
 
     return 0;
 }
 
 
-/* Waits for the lane (bounded), so monitor calls stay under the limits. */
+/*
+ * One call's worth of the shared lane and throttle, so monitor calls stay
+ * under the limits too; 0 when closed or spent (the next pass tries again).
+ */
 static int
 lane_ok(pb_ctx_t *ctx)
 {
@@ -86,118 +111,133 @@ lane_ok(pb_ctx_t *ctx)
 }
 
 
-/* A running container of agent that no job owns, or "" (out). */
-static int
-find_unowned_container(pb_ctx_t *ctx, const char *agent,
-    char out[PB_ID_MAX_LEN + 1])
+/* A monitor call that failed: a 429 or refusal pauses every worker. */
+static void
+call_failed(pb_ctx_t *ctx, const char *what, const run_t *run,
+    const pb_api_result_t *res)
 {
-    size_t            i;
-    char              id[PB_ID_MAX_LEN + 1], who[PB_ID_MAX_LEN + 1];
-    json_t           *list, *c;
-    redisReply       *reply;
-    pb_api_result_t   res;
-    int               rc = -1;
+    pb_api_class_t  cls = pb_api_classify(res);
 
-    out[0] = '\0';
-
-    if (!lane_ok(ctx)) {
-        return -1;
+    if (cls == PB_API_RATE_LIMITED || cls == PB_API_REFUSED) {
+        pb_lane_close(ctx, pb_lane_backoff_ms(ctx, res));
     }
 
-    pb_api_running_containers(ctx->api, &res);
-    if (pb_api_classify(&res) != PB_API_OK) {
-        pb_log(PB_LOG_WARN, "cannot list running containers", "{s:s}",
-               "error", res.error);
-        goto done;
-    }
+    pb_log(PB_LOG_WARN, what, "{s:s, s:s, s:s, s:s}", "job", run->id,
+           "agent", run->agent, "class", pb_api_class_name(cls), "error",
+           res->error);
+}
 
-    list = json_object_get(res.json, "containers");
-    json_array_foreach(list, i, c) {
-        if (pb_id_from_json(json_object_get(c, "agentId"), who) != 0
-            || strcmp(who, agent) != 0
-            || pb_id_from_json(json_object_get(c, "id"), id) != 0)
-        {
-            continue;
-        }
 
-        reply = pb_redis_cmd(ctx->redis, "HEXISTS %s %s", PB_KEY_CONTAINERS,
-                             id);
-        if (reply != NULL && reply->type == REDIS_REPLY_INTEGER
-            && reply->integer == 0)
-        {
-            snprintf(out, PB_ID_MAX_LEN + 1, "%s", id);
-        }
-        freeReplyObject(reply);
+static void
+fetch_container(pb_ctx_t *ctx, const char *container, pb_api_result_t *res)
+{
+    pb_api_fetch_container(ctx->api, container, res);
+    freeReplyObject(pb_redis_cmd(ctx->redis, "HINCRBY %s polls 1",
+                                 PB_KEY_METRICS));
+}
 
-        if (out[0] != '\0') {
-            break;
-        }
-    }
 
-    rc = 0;
+/* 1 when some job owns container, 0 when none, -1 when Redis failed. */
+static int
+owned(pb_ctx_t *ctx, const char *container)
+{
+    int          rc;
+    redisReply  *reply;
 
-done:
-
-    pb_api_result_free(&res);
+    reply = pb_redis_cmd(ctx->redis, "HEXISTS %s %s", PB_KEY_CONTAINERS,
+                         container);
+    rc = reply != NULL && reply->type == REDIS_REPLY_INTEGER
+         ? reply->integer != 0 : -1;
+    freeReplyObject(reply);
 
     return rc;
 }
 
 
-int
-pb_monitor_reconcile(pb_ctx_t *ctx, const char *job_id, const char *token,
-    const char *agent, int launcher_alive)
+/*
+ * The agent's most recent container, from agents/fetch-output, into cid:
+ * 1, 0 when the agent never ran (or does not exist), -1 when PhantomBuster
+ * cannot tell us now (the lane, a 429, a timeout).
+ */
+static int
+last_container(pb_ctx_t *ctx, const run_t *run, char cid[PB_ID_MAX_LEN + 1])
 {
-    char              container[PB_ID_MAX_LEN + 1];
-    run_t             run;
-    pb_slot_result_t  sr;
-    int               rc;
+    json_t           *id;
+    pb_api_class_t    cls;
+    pb_api_result_t   out;
+    int               rc = -1;
 
-    if (load_run(ctx, job_id, &run) != 0) {
+    if (!lane_ok(ctx)) {
         return -1;
     }
 
-    if (run.early[0] != '\0') {
-        /* its webhook came while the launch answer was missing */
-        rc = pb_slot_record(ctx, job_id, token, run.early, "reconcile", &sr);
-        goto logged;
-    }
+    pb_api_agent_output(ctx->api, run->agent, &out);
+    cls = pb_api_classify(&out);
+    id = json_object_get(out.json, "containerId");
 
-    if (find_unowned_container(ctx, agent, container) != 0) {
-        /* cannot ask now; the next monitor pass tries again */
-        return 0;
-    }
+    if (cls == PB_API_NOT_FOUND
+        || (cls == PB_API_OK && (id == NULL || json_is_null(id))))
+    {
+        rc = 0;
 
-    if (container[0] != '\0') {
-        rc = pb_slot_record(ctx, job_id, token, container, "reconcile", &sr);
+    } else if (cls != PB_API_OK) {
+        call_failed(ctx, "cannot ask for the agent's last run", run, &out);
 
-    } else if (launcher_alive) {
-        /* nothing runs for the agent: the request did not get through */
-        rc = pb_slot_fail(ctx, job_id, token,
-                          pb_backoff_full_jitter(ctx->cfg->backoff_base_ms,
-                                                 ctx->cfg->backoff_cap_ms, 1,
-                                                 pb_random64()),
-                          ctx->cfg->max_attempts,
-                          "launch answer lost and no run found", &sr);
+    } else if (pb_id_from_json(id, cid) != 0) {
+        call_failed(ctx, "no containerId in the agent's output", run, &out);
 
     } else {
-        /*
-         * It may have run and ended already, with its webhook still on
-         * the way: never launch it twice; wait for that webhook.
-         */
-        rc = pb_slot_orphan(ctx, job_id, token,
-                            run.claimed_at + ctx->cfg->run_timeout_ms, &sr);
+        rc = 1;
     }
 
-logged:
-
-    if (rc == 0) {
-        pb_log(PB_LOG_INFO, "launch reconciled", "{s:s, s:s, s:s}", "job",
-               job_id, "result", sr.kind, "container",
-               run.early[0] ? run.early : container);
-    }
+    pb_api_result_free(&out);
 
     return rc;
+}
+
+
+/*
+ * Did the launch of run happen?  The agent's most recent container is ours
+ * when no job owns it and containers/fetch says it was created at or after
+ * the launch attempt (less the skew).  Returns 1 with its id in cid and its
+ * containers/fetch answer in *fetched (to be freed), 0 when no run of the
+ * agent started since the attempt, -1 when PhantomBuster cannot tell now.
+ */
+static int
+launched_container(pb_ctx_t *ctx, const run_t *run,
+    char cid[PB_ID_MAX_LEN + 1], pb_api_result_t *fetched)
+{
+    json_t  *created;
+    int      rc;
+
+    memset(fetched, 0, sizeof(*fetched));
+
+    rc = last_container(ctx, run, cid);
+    if (rc <= 0) {
+        return rc;
+    }
+
+    rc = owned(ctx, cid);
+    if (rc != 0) {
+        return rc > 0 ? 0 : -1;     /* an earlier job's run: ours is not newer */
+    }
+
+    if (!lane_ok(ctx)) {
+        return -1;
+    }
+
+    fetch_container(ctx, cid, fetched);
+    if (pb_api_classify(fetched) != PB_API_OK) {
+        call_failed(ctx, "cannot fetch the agent's last run", run, fetched);
+        return -1;
+    }
+
+    /* a run without createdAt is taken as ours: never launch twice */
+    created = json_object_get(fetched->json, "createdAt");
+
+    return json_is_number(created)
+           && json_number_value(created) + PB_DOUBT_SKEW_MS
+              < (double) run->launching_at ? 0 : 1;
 }
 
 
@@ -240,30 +280,52 @@ finished_outcome(const pb_api_result_t *res, pb_outcome_t *o, char *code,
 
 
 /*
- * Asks PhantomBuster about a run.  Finished: completes it as its webhook
- * would have.  Gone: fails it.  Still going past its deadline: stops the
- * agent and marks it timed out.  Either way the slot is freed.
+ * No webhook by its deadline and still going upstream: stops the agent
+ * (PhantomBuster has no per-run stop) and fills o as timed out.
+ */
+static void
+time_out(pb_ctx_t *ctx, const run_t *run, const char *upstream,
+    pb_outcome_t *o, char *error, size_t error_len)
+{
+    pb_api_result_t  stop;
+    long long        secs = (long long) (ctx->cfg->run_timeout_ms / 1000);
+
+    snprintf(error, error_len, "no webhook after %llds (upstream status %s); "
+             "agent stopped", secs, upstream);
+
+    if (lane_ok(ctx)) {
+        pb_api_stop_agent(ctx->api, run->agent, &stop);
+        if (pb_api_classify(&stop) != PB_API_OK) {
+            snprintf(error, error_len, "no webhook after %llds; stop failed: "
+                     "%.200s", secs, stop.error);
+        }
+        pb_api_result_free(&stop);
+    }
+
+    o->status = "timed_out";
+    o->found_by = "timeout";
+    o->error = error;
+    freeReplyObject(pb_redis_cmd(ctx->redis, "HINCRBY %s timeouts 1",
+                                 PB_KEY_METRICS));
+}
+
+
+/*
+ * Settles a run from its containers/fetch answer.  Finished: completes it
+ * as its webhook would have.  Gone: fails it.  Still going past its
+ * deadline: stops the agent and marks it timed out.  Either way the slot
+ * is freed; a run within its time, or a failed call, is left alone.
  */
 static int
-check_run(pb_ctx_t *ctx, const run_t *run, int past_deadline,
-    const char *found_by)
+settle_fetched(pb_ctx_t *ctx, const run_t *run, const pb_api_result_t *res,
+    int past_deadline, const char *found_by)
 {
     char              code[24], when[64], error[320];
     const char       *upstream;
     pb_outcome_t      o;
-    pb_api_class_t    cls;
-    pb_api_result_t   res, stop;
+    pb_api_class_t    cls = pb_api_classify(res);
     pb_slot_result_t  sr;
-    int               rc = 0;
-
-    if (!lane_ok(ctx)) {
-        return 0;
-    }
-
-    pb_api_fetch_container(ctx->api, run->container, &res);
-    freeReplyObject(pb_redis_cmd(ctx->redis, "HINCRBY %s polls 1",
-                                 PB_KEY_METRICS));
-    cls = pb_api_classify(&res);
+    int               rc;
 
     memset(&o, 0, sizeof(o));
     o.container = run->container;
@@ -274,52 +336,19 @@ check_run(pb_ctx_t *ctx, const run_t *run, int past_deadline,
     if (cls == PB_API_NOT_FOUND) {
         o.status = "failed";
         o.error = "container not found upstream";
-        rc = pb_slot_finish(ctx, run->id, run->token, &o, &sr);
 
-    } else if (cls == PB_API_OK) {
-        if (finished_outcome(&res, &o, code, sizeof(code), &upstream)) {
-            rc = pb_slot_finish(ctx, run->id, run->token, &o, &sr);
+    } else if (cls != PB_API_OK) {
+        call_failed(ctx, "cannot check run", run, res);
+        return 0;
 
-        } else if (past_deadline) {
-            snprintf(error, sizeof(error), "no webhook after %llds (upstream "
-                     "status %s); agent stopped",
-                     (long long) (ctx->cfg->run_timeout_ms / 1000), upstream);
-
-            if (PB_STOPPING(ctx)) {
-                goto done;      /* the next pass stops it; SIGTERM won't wait */
-            }
-
-            if (lane_ok(ctx)) {
-                pb_api_stop_agent(ctx->api, run->agent, &stop);
-                if (pb_api_classify(&stop) != PB_API_OK) {
-                    snprintf(error, sizeof(error), "no webhook after %llds; "
-                             "stop failed: %.200s",
-                             (long long) (ctx->cfg->run_timeout_ms / 1000),
-                             stop.error);
-                }
-                pb_api_result_free(&stop);
-            }
-
-            o.status = "timed_out";
-            o.found_by = "timeout";
-            o.error = error;
-            freeReplyObject(pb_redis_cmd(ctx->redis, "HINCRBY %s timeouts 1",
-                                         PB_KEY_METRICS));
-            rc = pb_slot_finish(ctx, run->id, run->token, &o, &sr);
-
-        } else {
-            goto done;      /* still running, within its time */
+    } else if (!finished_outcome(res, &o, code, sizeof(code), &upstream)) {
+        if (!past_deadline || PB_STOPPING(ctx)) {
+            return 0;   /* within its time; or SIGTERM: the next pass stops it */
         }
-
-    } else {
-        if (cls == PB_API_RATE_LIMITED || cls == PB_API_REFUSED) {
-            pb_lane_close(ctx, pb_lane_backoff_ms(ctx, &res));
-        }
-        pb_log(PB_LOG_WARN, "cannot check run", "{s:s, s:s, s:s}", "job",
-               run->id, "container", run->container, "error", res.error);
-        goto done;
+        time_out(ctx, run, upstream, &o, error, sizeof(error));
     }
 
+    rc = pb_slot_finish(ctx, run->id, run->token, &o, &sr);
     if (rc == 0) {
         pb_log(PB_LOG_INFO, "run settled by the monitor",
                "{s:s, s:s, s:s, s:s, s:s?}", "job", run->id, "container",
@@ -327,33 +356,204 @@ check_run(pb_ctx_t *ctx, const run_t *run, int past_deadline,
                "error", o.error);
     }
 
-done:
+    return rc;
+}
 
+
+static int
+check_run(pb_ctx_t *ctx, const run_t *run, int past_deadline,
+    const char *found_by)
+{
+    pb_api_result_t  res;
+    int              rc;
+
+    if (!lane_ok(ctx)) {
+        return 0;
+    }
+
+    fetch_container(ctx, run->container, &res);
+    rc = settle_fetched(ctx, run, &res, past_deadline, found_by);
     pb_api_result_free(&res);
 
     return rc;
 }
 
 
+/*
+ * Binds the run found for a job in doubt (its early webhook's, or the one
+ * PhantomBuster showed) to it; with that run's containers/fetch answer,
+ * completes it at once if it is already over.
+ */
 static int
-settle(pb_ctx_t *ctx, const run_t *run, int64_t now, int check_all,
+bind_found(pb_ctx_t *ctx, const run_t *run, const char *container,
+    const pb_api_result_t *fetched)
+{
+    run_t             bound;
+    pb_slot_result_t  sr;
+
+    if (pb_slot_record(ctx, run->id, run->token, container, "reconcile", &sr)
+        != 0)
+    {
+        return -1;
+    }
+
+    pb_log(PB_LOG_INFO, "launch reconciled", "{s:s, s:s, s:s}", "job",
+           run->id, "result", sr.kind, "container", container);
+
+    if (fetched == NULL || strcmp(sr.kind, "recorded") != 0) {
+        return 0;
+    }
+
+    bound = *run;
+    snprintf(bound.container, sizeof(bound.container), "%s", container);
+
+    return settle_fetched(ctx, &bound, fetched, 0, "polling");
+}
+
+
+/*
+ * Resolves a launch in doubt from evidence, never from a guess: its
+ * webhook (held early), or PhantomBuster's word that a run of the agent
+ * started since the attempt.  Only when PhantomBuster shows none and the
+ * grace is over (run->deadline: the launcher's call is long over and a
+ * quick run's webhook would have come) is it put back for a relaunch, one
+ * attempt used, as for any request that did not get through.  A question
+ * PhantomBuster did not answer leaves it in doubt for the next pass.
+ */
+static int
+resolve_doubt(pb_ctx_t *ctx, const run_t *run, int64_t now)
+{
+    char              cid[PB_ID_MAX_LEN + 1];
+    pb_api_result_t   fetched;
+    pb_slot_result_t  sr;
+    int               found, rc;
+
+    if (run->early[0] != '\0') {
+        return bind_found(ctx, run, run->early, NULL);
+    }
+
+    found = launched_container(ctx, run, cid, &fetched);
+    rc = found > 0 ? bind_found(ctx, run, cid, &fetched) : 0;
+    pb_api_result_free(&fetched);
+
+    if (found != 0) {
+        return rc;
+    }
+
+    if (now < run->deadline) {
+        pb_log(PB_LOG_DEBUG, "launch still in doubt: no run yet", "{s:s, "
+               "s:I}", "job", run->id, "relaunch_in_ms",
+               (json_int_t) (run->deadline - now));
+        return 0;
+    }
+
+    rc = pb_slot_fail(ctx, run->id, run->token,
+                      pb_backoff_full_jitter(ctx->cfg->backoff_base_ms,
+                                             ctx->cfg->backoff_cap_ms,
+                                             (unsigned) run->attempts,
+                                             pb_random64()),
+                      ctx->cfg->max_attempts, "launch outcome unknown and no "
+                      "run of the agent since the attempt", &sr);
+    if (rc == 0) {
+        pb_log(PB_LOG_WARN, "launch in doubt did not happen", "{s:s, s:s, "
+               "s:s}", "job", run->id, "result", sr.kind, "attempts",
+               sr.detail);
+    }
+
+    return rc;
+}
+
+
+/*
+ * Puts a launch in doubt (no API call: the webhook consumer gets its turn
+ * first), binding it at once if its webhook is already held.  1 when that
+ * settled it (or someone else had: fenced), 0 when it stays in doubt.
+ */
+static int
+doubt(pb_ctx_t *ctx, const char *job_id, const char *token,
+    const char *reason, run_t *run)
+{
+    char              id[PB_JOB_ID_MAX + 1];
+    pb_slot_result_t  sr;
+
+    /* job_id may be run->id, which load_run() clears first */
+    snprintf(id, sizeof(id), "%s", job_id);
+
+    if (pb_slot_doubt(ctx, id, token, pb_launch_lease_ms(ctx->cfg), reason,
+                      &sr) != 0
+        || load_run(ctx, id, run) != 0)
+    {
+        return -1;
+    }
+
+    if (strcmp(sr.kind, "in_doubt") != 0) {
+        return 1;
+    }
+
+    pb_log(PB_LOG_WARN, "launch in doubt", "{s:s, s:s, s:s}", "job", id,
+           "agent", run->agent, "reason", reason);
+
+    if (run->early[0] == '\0') {
+        return 0;
+    }
+
+    return bind_found(ctx, run, run->early, NULL) == 0 ? 1 : -1;
+}
+
+
+int
+pb_monitor_doubt(pb_ctx_t *ctx, const char *job_id, const char *token,
+    const char *reason)
+{
+    run_t  run;
+
+    return doubt(ctx, job_id, token, reason, &run) < 0 ? -1 : 0;
+}
+
+
+/*
+ * 0 when run's launcher is surely gone.  The monitor runs between launch
+ * steps, never during one, so a claim or launch in our own name is a
+ * previous life's (same PB_WORKER_ID, restarted after a crash): its
+ * launcher is dead, however fresh our heartbeat is.
+ */
+static int
+launcher_alive(pb_ctx_t *ctx, const run_t *run)
+{
+    return strcmp(run->worker, ctx->cfg->worker_id) == 0
+           ? 0 : pb_workers_alive(ctx, run->worker);
+}
+
+
+static int
+settle_launch(pb_ctx_t *ctx, run_t *run, int64_t now)
+{
+    int  rc;
+
+    if (!run->in_doubt) {
+        if (now < run->deadline && launcher_alive(ctx, run) != 0) {
+            return 0;           /* its launcher is still in the call */
+        }
+        rc = doubt(ctx, run->id, run->token, "its launcher died or overran "
+                   "its lease in the launch call", run);
+        if (rc != 0) {
+            return rc < 0 ? -1 : 0;
+        }
+    }
+
+    return resolve_doubt(ctx, run, now);
+}
+
+
+static int
+settle(pb_ctx_t *ctx, run_t *run, int64_t now, int check_all,
     const char *found_by)
 {
     pb_slot_result_t  sr;
     int               past = now >= run->deadline;
-    int               alive;
-
-    /*
-     * The monitor runs between launch steps, never during one, so a claim
-     * or launch in our own name is a previous life's (same PB_WORKER_ID,
-     * restarted after a crash): its launcher is dead, however fresh our
-     * heartbeat is.
-     */
-    alive = strcmp(run->worker, ctx->cfg->worker_id) == 0
-            ? 0 : pb_workers_alive(ctx, run->worker);
 
     if (strcmp(run->state, "claimed") == 0) {
-        if (past || alive == 0) {
+        if (past || launcher_alive(ctx, run) == 0) {
             /* the request never left: put it back in line */
             return pb_slot_requeue(ctx, run->id, run->token, 0,
                                    "recovered_claims",
@@ -363,20 +563,7 @@ settle(pb_ctx_t *ctx, const run_t *run, int64_t now, int check_all,
     }
 
     if (strcmp(run->state, "launching") == 0) {
-        if (run->orphaned) {
-            if (!past) {
-                return 0;
-            }
-            return pb_slot_fail(ctx, run->id, run->token, 0, 0,
-                                "launch outcome unknown: its worker died "
-                                "during the launch call and no webhook or "
-                                "running container turned up", &sr);
-        }
-        if (past || alive == 0) {
-            return pb_monitor_reconcile(ctx, run->id, run->token, run->agent,
-                                        0);
-        }
-        return 0;
+        return settle_launch(ctx, run, now);
     }
 
     if (strcmp(run->state, "running") == 0 && (past || check_all)) {
@@ -404,17 +591,20 @@ pb_monitor_pass(pb_ctx_t *ctx, int check_all, const char *found_by)
 
     pb_workers_reap(ctx);
 
-    reply = pb_redis_cmd(ctx->redis, "ZRANGE %s 0 -1 WITHSCORES",
-                         PB_KEY_JOBS_RUNNING);
+    reply = pb_redis_cmd(ctx->redis, "ZRANGE %s 0 -1", PB_KEY_JOBS_RUNNING);
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
         rc = -1;
         goto done;
     }
 
-    for (i = 0; i + 1 < reply->elements && !PB_STOPPING(ctx); i += 2) {
+    for (i = 0; i < reply->elements && !PB_STOPPING(ctx); i++) {
         if (load_run(ctx, reply->element[i]->str, &run) != 0) {
             rc = -1;
             break;
+        }
+
+        if (run.deadline < 0) {
+            continue;           /* settled since the ZRANGE */
         }
 
         if (!run.exists) {
@@ -424,7 +614,6 @@ pb_monitor_pass(pb_ctx_t *ctx, int check_all, const char *found_by)
             continue;
         }
 
-        run.deadline = strtoll(reply->element[i + 1]->str, NULL, 10);
         now = pb_redis_time_ms(ctx->redis);
         if (now < 0) {
             rc = -1;

@@ -1,6 +1,6 @@
 /*
- * The safety net: runs whose webhook is late, launches whose launcher died
- * or whose answer was lost, claims of dead workers.  One worker at a time
+ * The safety net: runs whose webhook is late, launches in doubt (answer
+ * lost, launcher dead), claims of dead workers.  One worker at a time
  * runs a pass (a Redis lock), every monitor interval; in --poll mode every
  * poll interval, checking every running container.
  */
@@ -18,12 +18,13 @@ int pb_monitor_step(pb_ctx_t *ctx);
 int pb_monitor_pass(pb_ctx_t *ctx, int check_all, const char *found_by);
 
 /*
- * Settles a launch whose outcome is unknown: an early webhook completes
- * it, a running container of its agent that no job owns is bound to it;
- * otherwise a live launcher (launcher_alive) retries it, a dead one's job
- * waits, orphaned, for a webhook until its deadline.  0 or -1.
+ * A launch call that came back without a usable answer (timeout, reset, a
+ * gateway's 502/504, a 2xx without a containerId): puts the job in doubt
+ * (pb_slot_doubt) and binds it at once if its webhook is already held.
+ * It makes no API call: the monitor resolves the doubt from PhantomBuster
+ * on its next passes (docs/worker.md).  0, or -1 when Redis failed.
  */
-int pb_monitor_reconcile(pb_ctx_t *ctx, const char *job_id,
-    const char *token, const char *agent, int launcher_alive);
+int pb_monitor_doubt(pb_ctx_t *ctx, const char *job_id, const char *token,
+    const char *reason);
 
 #endif /* PB_MONITOR_H */

@@ -77,7 +77,7 @@ static pb_script_t  claim_script = { "claim",
     "redis.call('ZREM', K.pending, pick)\n"
     "redis.call('HSET', P .. pick, 'state', 'claimed', 'token', token,\n"
     "  'worker', ARGV[3], 'claimed_at', int(now))\n"
-    "redis.call('HDEL', P .. pick, 'orphaned', 'retry_at')\n"
+    "redis.call('HDEL', P .. pick, 'in_doubt', 'retry_at')\n"
     "redis.call('ZADD', K.running, now + tonumber(ARGV[4]), pick)\n"
     "redis.call('HSET', K.launching, agent, pick)\n"
     "return {'claimed', pick, agent, jget(pick, 'argument') or '', token,\n"
@@ -117,7 +117,7 @@ static pb_script_t  record_script = { "record",
     "redis.call('HSET', P .. id, 'state', 'running',\n"
     "  'status', 'phantom_launched', 'container', container,\n"
     "  'launched_at', int(now))\n"
-    "redis.call('HDEL', P .. id, 'orphaned')\n"
+    "redis.call('HDEL', P .. id, 'in_doubt')\n"
     "redis.call('ZADD', K.running, now + tonumber(ARGV[5]), id)\n"
     /* a launch got through: the run of 429s is over */
     "redis.call('DEL', K.streak)\n"
@@ -168,6 +168,7 @@ static pb_script_t  fail_script = { "fail",
     "if not holds(id, ARGV[3]) then return {'fenced', id} end\n"
     "local now = now_ms()\n"
     "release(id)\n"
+    "redis.call('HDEL', P .. id, 'in_doubt')\n"
     "local n = redis.call('HINCRBY', P .. id, 'attempts', 1)\n"
     "redis.call('HSET', P .. id, 'last_error', ARGV[6])\n"
     "metric('launch_errors')\n"
@@ -182,17 +183,24 @@ static pb_script_t  fail_script = { "fail",
     ""
 };
 
-/* ARGV: 2 job id, 3 token, 4 deadline (ms, Redis time) */
-static pb_script_t  orphan_script = { "orphan",
+/*
+ * ARGV: 2 job id, 3 token, 4 grace ms, 5 reason.  The slot's deadline
+ * becomes launching_at + grace: the earliest a relaunch may be decided.
+ * Marking twice keeps the first deadline.
+ */
+static pb_script_t  doubt_script = { "doubt",
     PB_LUA_PRELUDE
     "local id = ARGV[2]\n"
     "if not holds(id, ARGV[3]) or jget(id, 'state') ~= 'launching' then\n"
     "  return {'fenced', id}\n"
     "end\n"
-    "redis.call('HSET', P .. id, 'orphaned', '1')\n"
-    "redis.call('ZADD', K.running, ARGV[4], id)\n"
-    "metric('orphaned_launches')\n"
-    "return {'orphaned', id}\n",
+    "if jget(id, 'in_doubt') then return {'in_doubt', id} end\n"
+    "local from = tonumber(jget(id, 'launching_at')\n"
+    "  or jget(id, 'claimed_at') or '0')\n"
+    "redis.call('HSET', P .. id, 'in_doubt', '1', 'last_error', ARGV[5])\n"
+    "redis.call('ZADD', K.running, from + tonumber(ARGV[4]), id)\n"
+    "metric('launches_in_doubt')\n"
+    "return {'in_doubt', id}\n",
     ""
 };
 
@@ -232,8 +240,8 @@ static pb_script_t  webhook_script = { "webhook",
     "    audit_unknown(container, agent, o.payload, o.received_at)\n"
     "    return ack({'unknown', container})\n"
     "  end\n"
-    "  if jget(lid, 'orphaned') then\n"
-    /* its launcher died mid-call: this webhook is all we will hear of it */
+    "  if jget(lid, 'in_doubt') then\n"
+    /* its launch call is over, unanswered: nobody will record the launch */
     "    audit({job_id = lid, agent_id = agent, status = 'phantom_launched',\n"
     "      container_id = container, metadata = {found_by = 'webhook',\n"
     "        phantom_container_id = container}})\n"
@@ -431,14 +439,14 @@ pb_slot_fail(pb_ctx_t *ctx, const char *job_id, const char *token,
 
 
 int
-pb_slot_orphan(pb_ctx_t *ctx, const char *job_id, const char *token,
-    int64_t deadline_ms, pb_slot_result_t *res)
+pb_slot_doubt(pb_ctx_t *ctx, const char *job_id, const char *token,
+    int64_t grace_ms, const char *reason, pb_slot_result_t *res)
 {
-    char         deadline[24];
+    char         grace[24];
     const char  *argv[] = { PB_KEY_JOB_PREFIX, job_id, token,
-                            INT_ARG(deadline, deadline_ms), NULL };
+                            INT_ARG(grace, grace_ms), reason, NULL };
 
-    return run(ctx, &orphan_script, NULL, argv, res);
+    return run(ctx, &doubt_script, NULL, argv, res);
 }
 
 

@@ -10,7 +10,8 @@
  * whichever workers claimed them.
  *
  * Job states: pending -> claimed -> launching -> running -> done, with
- * retry (5xx/network backoff) and dead (the dead-letter set) on the side.
+ * retry (5xx/network backoff) and dead (the dead-letter set) on the side;
+ * a launching job whose launch outcome is unknown is "in doubt".
  */
 
 #ifndef PB_SLOTS_H
@@ -105,12 +106,15 @@ int pb_slot_fail(pb_ctx_t *ctx, const char *job_id, const char *token,
     pb_slot_result_t *res);
 
 /*
- * A launch whose launcher died: keep the slot until deadline_ms (absolute,
- * Redis time) waiting for a webhook for the agent; kind "orphaned" or
- * "fenced".
+ * A launch whose outcome is unknown (its answer was lost, or its launcher
+ * died or overran its lease in the call): the job stays "launching", in
+ * doubt, keeping its slot and its agent's launching mark, so a webhook of
+ * the agent completes it at once.  Nobody relaunches it before
+ * launching_at + grace_ms (its slot's new deadline), and then only on
+ * evidence (docs/worker.md).  kind "in_doubt" or "fenced".
  */
-int pb_slot_orphan(pb_ctx_t *ctx, const char *job_id, const char *token,
-    int64_t deadline_ms, pb_slot_result_t *res);
+int pb_slot_doubt(pb_ctx_t *ctx, const char *job_id, const char *token,
+    int64_t grace_ms, const char *reason, pb_slot_result_t *res);
 
 /* Completes a run found by polling/timeout/restart; kind "completed" or
  * "fenced" when someone else completed it first. */

@@ -109,6 +109,9 @@ test_classify(void)
     CHECK(classify(CURLE_OK, 408, NULL) == PB_API_TRANSIENT, "408");
     CHECK(classify(CURLE_OK, 500, NULL) == PB_API_TRANSIENT, "500");
     CHECK(classify(CURLE_OK, 503, "<html>") == PB_API_TRANSIENT, "503");
+    CHECK(classify(CURLE_OK, 502, NULL) == PB_API_AMBIGUOUS
+          && classify(CURLE_OK, 504, "<html>") == PB_API_AMBIGUOUS,
+          "a gateway's 502/504: the origin may have acted");
     CHECK(classify(CURLE_COULDNT_CONNECT, 0, NULL) == PB_API_TRANSIENT,
           "connection refused: never sent");
     CHECK(classify(CURLE_OPERATION_TIMEDOUT, 0, NULL) == PB_API_AMBIGUOUS,

@@ -568,8 +568,8 @@ def s_crash_mid_launch(rp):
         check("mid-launch: all jobs finish", env.all_terminal(ids, 40))
         common_checks(env, ids, "mid-launch")
         log = open(os.path.join(env.dir, "w1.log")).read()
-        check("mid-launch: settled by reconciliation, not by a second launch",
-              '"msg":"launch reconciled","job":"m-000"' in log
+        check("mid-launch: settled from its doubt, not by a second launch",
+              '"msg":"launch in doubt","job":"m-000"' in log
               and env.sim()["launches"] == 3, env.sim()["launches"])
 
         # the call hangs past our HTTP timeout and is dropped: nothing launched,
@@ -583,6 +583,95 @@ def s_crash_mid_launch(rp):
         check("lost answer: retried once after checking upstream",
               j.get("status") == "success" and j.get("attempts") == "1", j)
         check("lost answer: launched once", env.sim()["launches"] == 4, env.sim()["launches"])
+        ok = True
+    finally:
+        env.close(ok)
+
+
+def s_lost_answer(rp):
+    # the launch is handled but its answer never comes (HTTP timeout 1 s), and the
+    # run ends, its webhook queued, before the worker gives up: it must not relaunch
+    env = Env(rp, "lostanswer", run_seconds=0.1, start_seconds=0.02, hang_next=1,
+              hang_seconds=2, hang_action="lose")
+    ok = False
+    try:
+        ids = env.enqueue(2, "l")
+        env.worker("w1", PB_HTTP_TIMEOUT=1)
+        check("lost answer, run over: all jobs finish", env.all_terminal(ids, 30))
+        common_checks(env, ids, "lost answer, run over")
+        j = env.job(ids[0])
+        check("lost answer, run over: completed by its webhook, no attempt used",
+              j.get("found_by") == "webhook" and j.get("attempts") == "0", j)
+        check("lost answer, run over: counted as in doubt",
+              env.metrics().get("launches_in_doubt") == 1, env.metrics())
+
+        # the run outlasts the timeout: PhantomBuster shows it, the job is bound to it
+        env.sim("config", {"hang_next": 1, "hang_seconds": 2, "hang_action": "lose",
+                           "run_seconds": 3})
+        more = env.enqueue(1, "m")
+        check("lost answer, run going: job finishes", env.all_terminal(more, 30))
+        stats, _ = common_checks(env, ids + more, "lost answer, run going")
+        j = env.job(more[0])
+        check("lost answer, run going: bound to its run, no attempt used",
+              j.get("found_by") == "webhook" and j.get("attempts") == "0", j)
+        log = open(os.path.join(env.dir, "w1.log")).read()
+        check("lost answer, run going: found through agents/fetch-output",
+              '"msg":"launch reconciled","job":"m-000","result":"recorded"' in log
+              and stats["calls"].get("GET /agents/fetch-output", 0) >= 1, stats["calls"])
+        ok = True
+    finally:
+        env.close(ok)
+
+
+def s_check_fails(rp):
+    # the launch request is never handled (timeout), and the worker's check of
+    # PhantomBuster fails too (429, then a timeout): the job stays in doubt, is
+    # relaunched once PhantomBuster shows no run, and is not dead-lettered
+    env = Env(rp, "checkfails", hang_next=1, hang_seconds=2, hang_action="drop",
+              fail_next=1, fail_status=429)
+    ok = False
+    try:
+        ids = env.enqueue(1, "c")
+        env.worker("w1", PB_HTTP_TIMEOUT=1, SEQUENTIAL_QUEUE_TIMEOUT=4)
+        check("check 429: job finishes", env.all_terminal(ids, 40))
+        j = env.job(ids[0])
+        check("check 429: success, relaunched with one attempt",
+              j.get("status") == "success" and j.get("attempts") == "1", j)
+        check("check 429: the check did get a 429", env.sim()["http_429_sent"] == 1,
+              env.sim()["http_429_sent"])
+
+        env.sim("config", {"hang_next": 2, "hang_seconds": 2, "hang_action": "drop"})
+        more = env.enqueue(1, "d")
+        check("check timeout: job finishes", env.all_terminal(more, 40))
+        j = env.job(more[0])
+        check("check timeout: success, relaunched with one attempt",
+              j.get("status") == "success" and j.get("attempts") == "1", j)
+        common_checks(env, ids + more, "check fails")
+        check("check fails: nothing dead-lettered",
+              env.redis("ZCARD", "phantombuster:jobs:dead") == "0")
+        ok = True
+    finally:
+        env.close(ok)
+
+
+def s_dead_launcher_unsent(rp):
+    # the worker dies inside a launch call that PhantomBuster never handles: the
+    # job is relaunched once PhantomBuster shows no run of the agent, not dead-lettered
+    env = Env(rp, "deadunsent", hang_next=1, hang_seconds=4, hang_action="drop")
+    ok = False
+    try:
+        ids = env.enqueue(2, "u")
+        env.worker("w1", PB_HTTP_TIMEOUT=3, SEQUENTIAL_QUEUE_TIMEOUT=5)
+        check("dead launcher, unsent: the call is in flight",
+              wait_for(lambda: env.job(ids[0]).get("state") == "launching", 10))
+        env.procs["w1"].kill()
+        env.procs["w1"].wait()
+        env.worker("w1", PB_HTTP_TIMEOUT=3, SEQUENTIAL_QUEUE_TIMEOUT=5)
+        check("dead launcher, unsent: all jobs finish", env.all_terminal(ids, 40))
+        common_checks(env, ids, "dead launcher, unsent")
+        j = env.job(ids[0])
+        check("dead launcher, unsent: relaunched with one attempt",
+              j.get("attempts") == "1", j)
         ok = True
     finally:
         env.close(ok)
@@ -658,7 +747,8 @@ def s_supervisord(rp):
 
 SCENARIOS = [s_basic, s_three_workers, s_rate_limited, s_refusals, s_failures,
              s_dropped_webhook, s_timeout_stop, s_poll_mode, s_instant_runs, s_kill9,
-             s_crash_mid_launch, s_admin, s_supervisord, s_db_outage]
+             s_crash_mid_launch, s_lost_answer, s_check_fails, s_dead_launcher_unsent,
+             s_admin, s_supervisord, s_db_outage]
 
 
 def main():

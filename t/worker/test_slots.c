@@ -2,7 +2,7 @@
  * Launch slots and webhook matching against a real Redis: the slot count,
  * fencing tokens, agent serialisation, the shared lane and throttle,
  * retries and dead letters, and every way a webhook can meet its job
- * (matched, early, duplicate, unknown, orphaned launch, invalid), plus the
+ * (matched, early, duplicate, unknown, launch in doubt, invalid), plus the
  * recovery of in-flight envelopes.
  */
 
@@ -308,32 +308,80 @@ test_early_webhook(pb_ctx_t *ctx)
 }
 
 
-static void
-test_orphan(pb_ctx_t *ctx)
+/* The slot's deadline (its running-set score), or -1. */
+static long long
+deadline_of(pb_ctx_t *ctx, const char *id)
 {
-    pb_claim_t        c;
+    long long    v = -1;
+    redisReply  *r = pb_redis_cmd(ctx->redis, "ZSCORE %s %s",
+                                  PB_KEY_JOBS_RUNNING, id);
+
+    if (r != NULL && r->type == REDIS_REPLY_STRING) {
+        v = strtoll(r->str, NULL, 10);
+    }
+    freeReplyObject(r);
+
+    return v;
+}
+
+
+static void
+test_doubt(pb_ctx_t *ctx)
+{
+    long long         at;
+    pb_claim_t        c, c2;
     pb_slot_result_t  sr;
 
     reset(ctx, 1, 0);
     add(ctx, "j1", "A");
+    add(ctx, "j2", "A");
     claim(ctx, &c);
     pb_slot_mark_launching(ctx, "j1", c.token, &sr);
-    pb_slot_orphan(ctx, "j1", c.token, 9999999999999LL, &sr);
-    CHECK(strcmp(sr.kind, "orphaned") == 0, "launcher died: orphaned");
+    at = strtoll(test_hget(ctx, PB_KEY_JOB_PREFIX "j1", "launching_at"),
+                 NULL, 10);
+
+    pb_slot_doubt(ctx, "j1", c.token, 7000, "answer lost", &sr);
+    CHECK(strcmp(sr.kind, "in_doubt") == 0
+          && strcmp(test_hget(ctx, PB_KEY_JOB_PREFIX "j1", "state"),
+                    "launching") == 0
+          && strcmp(test_hget(ctx, PB_KEY_JOB_PREFIX "j1", "in_doubt"), "1")
+             == 0, "answer lost: in doubt, still launching");
+    CHECK(deadline_of(ctx, "j1") == at + 7000,
+          "no relaunch before launching_at + grace");
+    pb_slot_doubt(ctx, "j1", c.token, 60000, "again", &sr);
+    CHECK(strcmp(sr.kind, "in_doubt") == 0
+          && deadline_of(ctx, "j1") == at + 7000
+          && strcmp(test_hget(ctx, PB_KEY_METRICS, "launches_in_doubt"), "1")
+             == 0, "doubting twice keeps the first deadline, counts once");
+    CHECK(claim(ctx, &c2) == PB_CLAIM_FULL
+          && strcmp(test_hget(ctx, PB_KEY_LAUNCHING, "A"), "j1") == 0,
+          "it keeps its slot and its agent's launching mark");
+    CHECK(pb_slot_doubt(ctx, "j1", "bogus", 7000, "x", &sr) == 0
+          && strcmp(sr.kind, "fenced") == 0, "doubt is fenced too");
 
     webhook(ctx, "42", "A", 0, "finished");
     CHECK(strcmp(test_hget(ctx, PB_KEY_JOB_PREFIX "j1", "status"),
                  "success") == 0
           && strcmp(test_hget(ctx, PB_KEY_JOB_PREFIX "j1", "container"),
-                    "42") == 0, "its webhook completes it");
+                    "42") == 0, "its webhook completes it at once");
     CHECK(strcmp(outbox_statuses(ctx),
-                 "success webhook_received phantom_launched pending") == 0,
-          "audit trail complete");
+                 "success webhook_received phantom_launched pending pending")
+          == 0, "audit trail complete");
 
     pb_slot_finish(ctx, "j1", c.token, &(pb_outcome_t) { .status = "failed",
                    .found_by = "polling" }, &sr);
     CHECK(strcmp(sr.kind, "fenced") == 0,
           "a late monitor verdict cannot undo a completed run");
+
+    /* not launched after all: back for a relaunch, doubt cleared */
+    claim(ctx, &c);
+    pb_slot_mark_launching(ctx, "j2", c.token, &sr);
+    pb_slot_doubt(ctx, "j2", c.token, 7000, "answer lost", &sr);
+    pb_slot_fail(ctx, "j2", c.token, 0, 5, "no run since the attempt", &sr);
+    CHECK(strcmp(sr.kind, "retry") == 0 && strcmp(sr.detail, "1") == 0
+          && test_hget(ctx, PB_KEY_JOB_PREFIX "j2", "in_doubt")[0] == '\0'
+          && test_int(ctx, "HEXISTS %s A", PB_KEY_LAUNCHING) == 0,
+          "relaunch: one attempt, doubt and launching mark cleared");
 }
 
 
@@ -449,7 +497,7 @@ main(void)
     test_fencing(ctx);
     test_webhook_paths(ctx);
     test_early_webhook(ctx);
-    test_orphan(ctx);
+    test_doubt(ctx);
     test_retry_and_lane(ctx);
     test_throttle(ctx);
     test_recovery(ctx);
