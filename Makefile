@@ -4,6 +4,10 @@
 #   make test       install what is missing, build, start servers, run all tests
 #   make demo       the local demo on the embedded defaults (SQLite)
 #   make bench      side-by-side benchmarks
+#   make fuzz       libFuzzer on the shared parsers (FUZZ_SECONDS, default 60)
+#   make lint       cppcheck, clang-tidy and the module's style check
+#   make coverage   line coverage of module and worker, 90 % gate each
+#   make sanitize   module and worker suites under ASan + UBSan
 
 BUILD    := $(CURDIR)/build
 CC       ?= cc
@@ -11,7 +15,10 @@ CFLAGS   ?= -O2 -g
 WARN     := -Wall -Wextra -Werror -Wstrict-prototypes -Wwrite-strings
 COMMON   := common/pb_payload.c common/pb_envelope.c common/pb_keys.c
 
-.PHONY: all module worker unit test demo bench clean
+.PHONY: all module worker unit test demo bench fuzz lint coverage sanitize \
+	clean
+
+FUZZ_SECONDS ?= 60
 
 all: module worker
 
@@ -43,6 +50,18 @@ bench:
 	scripts/setup.sh bench
 	$(MAKE) all
 	scripts/bench/run.sh
+
+fuzz:
+	scripts/quality/fuzz.sh $(FUZZ_SECONDS)
+
+lint:
+	scripts/quality/lint.sh
+
+coverage:
+	scripts/quality/coverage.sh
+
+sanitize:
+	scripts/quality/sanitize.sh
 
 clean:
 	rm -rf $(BUILD) t/servroot*
