@@ -51,7 +51,7 @@ pb_depth_exceeds(const char *data, size_t len, int max_depth)
 }
 
 
-static int
+int
 pb_id_char_ok(unsigned char ch)
 {
     return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')

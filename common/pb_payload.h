@@ -50,6 +50,9 @@ void pb_payload_free(pb_payload_t *payload);
  */
 int pb_id_from_json(const json_t *value, char out[PB_ID_MAX_LEN + 1]);
 
+/* 1 for the characters of an id: [A-Za-z0-9_.:-]. */
+int pb_id_char_ok(unsigned char ch);
+
 /* 1 when exitCode is 0 and exitMessage is "finished". */
 int pb_payload_succeeded(const pb_payload_t *payload);
 

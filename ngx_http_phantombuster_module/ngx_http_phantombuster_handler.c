@@ -24,15 +24,9 @@
 static ngx_int_t ngx_http_phantombuster_redact(ngx_http_request_t *r);
 static ngx_int_t ngx_http_phantombuster_check_secret(ngx_http_request_t *r,
     ngx_http_phantombuster_loc_conf_t *plcf);
-static ngx_uint_t ngx_http_phantombuster_secret_equal(ngx_str_t *expected,
-    ngx_str_t *given);
 static void ngx_http_phantombuster_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_phantombuster_process(ngx_http_request_t *r,
     ngx_http_phantombuster_ctx_t *ctx);
-static ngx_int_t ngx_http_phantombuster_body_length(ngx_http_request_t *r,
-    size_t *len);
-static ngx_int_t ngx_http_phantombuster_body_copy(ngx_http_request_t *r,
-    u_char *dst, size_t len);
 static void ngx_http_phantombuster_push_done(ngx_http_phantombuster_op_t *op,
     ngx_uint_t result);
 static void ngx_http_phantombuster_resume(ngx_event_t *ev);
@@ -42,14 +36,13 @@ static ngx_int_t ngx_http_phantombuster_answer(ngx_http_request_t *r,
     ngx_http_phantombuster_ctx_t *ctx);
 static ngx_int_t ngx_http_phantombuster_reject(ngx_http_request_t *r,
     ngx_http_phantombuster_ctx_t *ctx, ngx_uint_t status, const char *reason);
-static ngx_int_t ngx_http_phantombuster_send(ngx_http_request_t *r,
-    ngx_uint_t status, u_char *body, size_t len);
 
 
 ngx_int_t
 ngx_http_phantombuster_handler(ngx_http_request_t *r)
 {
     ngx_int_t                           rc;
+    ngx_table_elt_t                    *h;
     ngx_http_phantombuster_ctx_t       *ctx;
     ngx_http_phantombuster_loc_conf_t  *plcf;
 
@@ -70,6 +63,15 @@ ngx_http_phantombuster_handler(ngx_http_request_t *r)
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_phantombuster_module);
 
     if (r->method != NGX_HTTP_POST) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Allow");
+        ngx_str_set(&h->value, "POST");
+
         return ngx_http_phantombuster_reject(r, ctx, NGX_HTTP_NOT_ALLOWED,
                                              "method not allowed");
     }
@@ -260,7 +262,7 @@ ngx_http_phantombuster_check_secret(ngx_http_request_t *r,
  * looked at whatever the others are.
  */
 
-static ngx_uint_t
+ngx_uint_t
 ngx_http_phantombuster_secret_equal(ngx_str_t *expected, ngx_str_t *given)
 {
     size_t           i;
@@ -490,7 +492,7 @@ ngx_http_phantombuster_process(ngx_http_request_t *r,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_phantombuster_body_length(ngx_http_request_t *r, size_t *len)
 {
     off_t         total;
@@ -519,7 +521,7 @@ ngx_http_phantombuster_body_length(ngx_http_request_t *r, size_t *len)
  * when it outgrew client_body_buffer_size.
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_phantombuster_body_copy(ngx_http_request_t *r, u_char *dst,
     size_t len)
 {
@@ -800,7 +802,12 @@ ngx_http_phantombuster_reject(ngx_http_request_t *r,
 }
 
 
-static ngx_int_t
+/*
+ * A JSON answer, unless the caller set another type; 503s tell the client
+ * when to come back.
+ */
+
+ngx_int_t
 ngx_http_phantombuster_send(ngx_http_request_t *r, ngx_uint_t status,
     u_char *body, size_t len)
 {
@@ -812,9 +819,11 @@ ngx_http_phantombuster_send(ngx_http_request_t *r, ngx_uint_t status,
     r->headers_out.status = status;
     r->headers_out.content_length_n = len;
 
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
+    if (r->headers_out.content_type.len == 0) {
+        ngx_str_set(&r->headers_out.content_type, "application/json");
+        r->headers_out.content_type_len = r->headers_out.content_type.len;
+        r->headers_out.content_type_lowcase = NULL;
+    }
 
     if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
         h = ngx_list_push(&r->headers_out.headers);
@@ -825,17 +834,6 @@ ngx_http_phantombuster_send(ngx_http_request_t *r, ngx_uint_t status,
         h->hash = 1;
         ngx_str_set(&h->key, "Retry-After");
         ngx_str_set(&h->value, NGX_HTTP_PHANTOMBUSTER_RETRY_AFTER);
-    }
-
-    if (status == NGX_HTTP_NOT_ALLOWED) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "Allow");
-        ngx_str_set(&h->value, "POST");
     }
 
     rc = ngx_http_send_header(r);

@@ -16,9 +16,7 @@
 
 #include "pb_keys.h"
 #include "ngx_http_phantombuster_module.h"
-
-
-#define NGX_HTTP_PHANTOMBUSTER_SECRET_MAX  4096
+#include "ngx_http_phantombuster_status.h"
 
 
 static ngx_int_t ngx_http_phantombuster_add_variables(ngx_conf_t *cf);
@@ -48,8 +46,6 @@ static char *ngx_http_phantombuster_max_queue(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static ngx_http_phantombuster_redis_t *ngx_http_phantombuster_add_redis(
     ngx_conf_t *cf, ngx_str_t *address, ngx_uint_t db, ngx_str_t *password);
-static char *ngx_http_phantombuster_read_secret_file(ngx_conf_t *cf,
-    ngx_str_t *name, ngx_str_t *out);
 static ngx_int_t ngx_http_phantombuster_init_process(ngx_cycle_t *cycle);
 static void ngx_http_phantombuster_exit_process(ngx_cycle_t *cycle);
 
@@ -117,13 +113,50 @@ static ngx_command_t  ngx_http_phantombuster_commands[] = {
       0,
       NULL },
 
+    /* the operator's locations: ngx_http_phantombuster_status.c */
+
+    { ngx_string("phantombuster_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_phantombuster_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("phantombuster_admin"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_phantombuster_admin,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("phantombuster_admin_token"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_phantombuster_admin_token,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("phantombuster_admin_token_file"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_phantombuster_admin_token_file,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("phantombuster_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_phantombuster_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
 
 static ngx_http_module_t  ngx_http_phantombuster_module_ctx = {
     ngx_http_phantombuster_add_variables,  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_phantombuster_status_init,    /* postconfiguration */
 
     ngx_http_phantombuster_create_main_conf, /* create main configuration */
     ngx_http_phantombuster_init_main_conf, /* init main configuration */
@@ -308,6 +341,10 @@ ngx_http_phantombuster_create_loc_conf(ngx_conf_t *cf)
      *     plcf->redis = NULL;
      *     plcf->queue = { 0, NULL };
      *     plcf->secret = { 0, NULL };
+     *     plcf->status = 0;
+     *     plcf->admin = 0;
+     *     plcf->metrics = 0;
+     *     plcf->admin_token = { 0, NULL };
      */
 
     plcf->timeout = NGX_CONF_UNSET_MSEC;
@@ -344,14 +381,24 @@ ngx_http_phantombuster_merge_loc_conf(ngx_conf_t *cf, void *parent,
 
     ngx_conf_merge_msec_value(conf->dedupe, prev->dedupe, 86400000);
     ngx_conf_merge_value(conf->max_queue, prev->max_queue, 0);
+    ngx_conf_merge_str_value(conf->admin_token, prev->admin_token, "");
 
-    if (!conf->enable) {
+    if (!conf->enable && !conf->status && !conf->admin && !conf->metrics) {
         return NGX_CONF_OK;
     }
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
-    if (conf->secret.data == NULL && conf->secret_off != 1) {
+    if (conf->admin && conf->admin_token.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "phantombuster_admin location \"%V\" has no "
+                           "token: set \"phantombuster_admin_token\" or "
+                           "\"phantombuster_admin_token_file\"",
+                           &clcf->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->enable && conf->secret.data == NULL && conf->secret_off != 1) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "phantombuster_webhook location \"%V\" has no "
                            "secret: set \"phantombuster_secret\" or "
@@ -700,7 +747,7 @@ ngx_http_phantombuster_secret_file(ngx_conf_t *cf, ngx_command_t *cmd,
  * logged.
  */
 
-static char *
+char *
 ngx_http_phantombuster_read_secret_file(ngx_conf_t *cf, ngx_str_t *name,
     ngx_str_t *out)
 {

@@ -18,6 +18,7 @@
 
 #define NGX_HTTP_PHANTOMBUSTER_DEFAULT_REDIS    "127.0.0.1:6379"
 #define NGX_HTTP_PHANTOMBUSTER_DEFAULT_PORT     6379
+#define NGX_HTTP_PHANTOMBUSTER_SECRET_MAX       4096
 
 
 typedef struct {
@@ -36,6 +37,10 @@ typedef struct {
     ngx_flag_t                         secret_off;
     ngx_msec_t                         dedupe;
     ngx_int_t                          max_queue;
+    ngx_flag_t                         status;     /* never inherited */
+    ngx_flag_t                         admin;      /* never inherited */
+    ngx_flag_t                         metrics;    /* never inherited */
+    ngx_str_t                          admin_token;
 } ngx_http_phantombuster_loc_conf_t;
 
 
@@ -52,6 +57,16 @@ typedef struct {
 
 
 ngx_int_t ngx_http_phantombuster_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_phantombuster_send(ngx_http_request_t *r,
+    ngx_uint_t status, u_char *body, size_t len);
+ngx_uint_t ngx_http_phantombuster_secret_equal(ngx_str_t *expected,
+    ngx_str_t *given);
+ngx_int_t ngx_http_phantombuster_body_length(ngx_http_request_t *r,
+    size_t *len);
+ngx_int_t ngx_http_phantombuster_body_copy(ngx_http_request_t *r,
+    u_char *dst, size_t len);
+char *ngx_http_phantombuster_read_secret_file(ngx_conf_t *cf,
+    ngx_str_t *name, ngx_str_t *out);
 
 
 extern ngx_module_t  ngx_http_phantombuster_module;

@@ -30,12 +30,16 @@
 
 #include "pb_keys.h"
 #include "ngx_http_phantombuster_redis.h"
+#include "ngx_http_phantombuster_status.h"
 
 
 #define NGX_HTTP_PHANTOMBUSTER_BACKOFF_MIN  100
 #define NGX_HTTP_PHANTOMBUSTER_BACKOFF_MAX  5000
+#define NGX_HTTP_PHANTOMBUSTER_MAX_ARGS     32
 
 
+static ngx_int_t ngx_http_phantombuster_redis_ensure(
+    ngx_http_phantombuster_redis_t *rs);
 static ngx_int_t ngx_http_phantombuster_redis_connect(
     ngx_http_phantombuster_redis_t *rs);
 static void ngx_http_phantombuster_redis_setup(
@@ -50,6 +54,11 @@ static ngx_int_t ngx_http_phantombuster_redis_send(
     ngx_http_phantombuster_redis_t *rs, redisAsyncContext *ac,
     ngx_http_phantombuster_op_t *op, ngx_uint_t eval);
 static void ngx_http_phantombuster_redis_reply(redisAsyncContext *ac,
+    void *reply, void *privdata);
+static ngx_int_t ngx_http_phantombuster_redis_send_command(
+    ngx_http_phantombuster_redis_t *rs, redisAsyncContext *ac,
+    ngx_http_phantombuster_op_t *op);
+static void ngx_http_phantombuster_redis_command_reply(redisAsyncContext *ac,
     void *reply, void *privdata);
 static void ngx_http_phantombuster_redis_read_handler(ngx_event_t *ev);
 static void ngx_http_phantombuster_redis_write_handler(ngx_event_t *ev);
@@ -125,32 +134,62 @@ ngx_int_t
 ngx_http_phantombuster_redis_push(ngx_http_phantombuster_redis_t *rs,
     ngx_http_phantombuster_op_t *op)
 {
-    if (rs->ac == NULL) {
+    if (ngx_http_phantombuster_redis_ensure(rs) != NGX_OK) {
+        return NGX_DECLINED;
+    }
 
-        if (ngx_exiting || ngx_quit || ngx_terminate || rs->exiting) {
-            return NGX_DECLINED;
-        }
+    op->redis = rs;
+    op->generation = rs->generation;
+    op->start = ngx_current_msec;
 
-        /*
-         * A request does not wait for the backoff: Redis may be back
-         * already, and this is the cheapest way to find out.  A refused
-         * connect fails at once; one in progress is bounded by the connect
-         * timer and by the request's own timer.
-         */
+    return ngx_http_phantombuster_redis_send(rs, rs->ac, op, 0);
+}
 
-        if (rs->reconnect_timer.timer_set) {
-            ngx_del_timer(&rs->reconnect_timer);
-        }
 
-        if (ngx_http_phantombuster_redis_connect(rs) != NGX_OK) {
-            return NGX_DECLINED;
-        }
+/* The same contract for any other command (op->argv, op->reply). */
+
+ngx_int_t
+ngx_http_phantombuster_redis_command(ngx_http_phantombuster_redis_t *rs,
+    ngx_http_phantombuster_op_t *op)
+{
+    if (ngx_http_phantombuster_redis_ensure(rs) != NGX_OK) {
+        return NGX_DECLINED;
     }
 
     op->redis = rs;
     op->generation = rs->generation;
 
-    return ngx_http_phantombuster_redis_send(rs, rs->ac, op, 0);
+    return ngx_http_phantombuster_redis_send_command(rs, rs->ac, op);
+}
+
+
+static ngx_int_t
+ngx_http_phantombuster_redis_ensure(ngx_http_phantombuster_redis_t *rs)
+{
+    if (rs->ac) {
+        return NGX_OK;
+    }
+
+    if (ngx_exiting || ngx_quit || ngx_terminate || rs->exiting) {
+        return NGX_DECLINED;
+    }
+
+    /*
+     * A request does not wait for the backoff: Redis may be back already,
+     * and this is the cheapest way to find out.  A refused connect fails
+     * at once; one in progress is bounded by the connect timer and by the
+     * request's own timer.
+     */
+
+    if (rs->reconnect_timer.timer_set) {
+        ngx_del_timer(&rs->reconnect_timer);
+    }
+
+    if (ngx_http_phantombuster_redis_connect(rs) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -164,6 +203,8 @@ void
 ngx_http_phantombuster_redis_stalled(ngx_http_phantombuster_redis_t *rs,
     ngx_uint_t generation, ngx_msec_t timeout)
 {
+    ngx_http_phantombuster_count_redis(NGX_HTTP_PHANTOMBUSTER_REDIS_TIMEOUT);
+
     if (rs->ac == NULL || rs->generation != generation) {
         return;
     }
@@ -200,6 +241,8 @@ ngx_http_phantombuster_redis_connect(ngx_http_phantombuster_redis_t *rs)
     }
 
     if (ac->err) {
+        ngx_http_phantombuster_count_redis(
+                                        NGX_HTTP_PHANTOMBUSTER_REDIS_CONNECT);
         ngx_log_error(NGX_LOG_ERR, rs->log, 0,
                       "phantombuster: could not connect to redis \"%V\": %s",
                       &rs->name, ac->errstr);
@@ -355,6 +398,8 @@ ngx_http_phantombuster_redis_connected(const redisAsyncContext *ac,
 
     if (status != REDIS_OK) {
         /* hiredis frees the context right after this; cleanup follows */
+        ngx_http_phantombuster_count_redis(
+                                        NGX_HTTP_PHANTOMBUSTER_REDIS_CONNECT);
         ngx_log_error(NGX_LOG_ERR, rs->log, 0,
                       "phantombuster: could not connect to redis \"%V\": %s",
                       &rs->name, ac->errstr ? ac->errstr : "unknown error");
@@ -453,7 +498,11 @@ ngx_http_phantombuster_redis_reply(redisAsyncContext *ac, void *reply,
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, rs->log, 0,
                        "phantombuster: push failed, no connection");
 
+        ngx_http_phantombuster_count_redis(NGX_HTTP_PHANTOMBUSTER_REDIS_LOST);
+
     } else if (rr->type == REDIS_REPLY_INTEGER) {
+
+        ngx_http_phantombuster_count_push(ngx_current_msec - op->start);
 
         if (rr->integer > 0) {
             result = NGX_HTTP_PHANTOMBUSTER_QUEUED;
@@ -492,6 +541,8 @@ ngx_http_phantombuster_redis_reply(redisAsyncContext *ac, void *reply,
                       "phantombuster: redis \"%V\" push failed: %*s",
                       &rs->name, (size_t) rr->len, rr->str);
 
+        ngx_http_phantombuster_count_redis(NGX_HTTP_PHANTOMBUSTER_REDIS_ERROR);
+
     } else {
         ngx_log_error(NGX_LOG_ERR, rs->log, 0,
                       "phantombuster: unexpected redis reply type %d",
@@ -505,6 +556,93 @@ ngx_http_phantombuster_redis_reply(redisAsyncContext *ac, void *reply,
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rs->log, 0,
                        "phantombuster: reply %ui for a request that is gone",
                        result);
+    }
+
+    ngx_free(op);
+}
+
+
+static ngx_int_t
+ngx_http_phantombuster_redis_send_command(ngx_http_phantombuster_redis_t *rs,
+    redisAsyncContext *ac, ngx_http_phantombuster_op_t *op)
+{
+    size_t       len[NGX_HTTP_PHANTOMBUSTER_MAX_ARGS];
+    ngx_uint_t   i;
+    const char  *argv[NGX_HTTP_PHANTOMBUSTER_MAX_ARGS];
+
+    if (op->argc > NGX_HTTP_PHANTOMBUSTER_MAX_ARGS) {
+        ngx_log_error(NGX_LOG_ALERT, rs->log, 0,
+                      "phantombuster: a redis command of %ui arguments",
+                      op->argc);
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < op->argc; i++) {
+        argv[i] = (const char *) op->argv[i].data;
+        len[i] = op->argv[i].len;
+    }
+
+    if (redisAsyncCommandArgv(ac, ngx_http_phantombuster_redis_command_reply,
+                              op, op->argc, argv, len)
+        != REDIS_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, rs->log, 0,
+                      "phantombuster: redis \"%V\" connection is closing",
+                      &rs->name);
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/* As ngx_http_phantombuster_redis_reply(), for any other command. */
+
+static void
+ngx_http_phantombuster_redis_command_reply(redisAsyncContext *ac,
+    void *reply, void *privdata)
+{
+    ngx_http_phantombuster_op_t *op = privdata;
+
+    redisReply                      *rr = reply;
+    ngx_http_phantombuster_redis_t  *rs;
+
+    rs = ac->data;
+
+    if (rr != NULL
+        && rr->type == REDIS_REPLY_ERROR
+        && op->script != NULL
+        && !op->retried
+        && rr->len >= 8
+        && ngx_strncmp(rr->str, "NOSCRIPT", 8) == 0)
+    {
+        /* first use since Redis started, or its script cache was flushed */
+
+        op->retried = 1;
+        ngx_str_set(&op->argv[0], "EVAL");
+        op->argv[1].data = (u_char *) op->script;
+        op->argv[1].len = ngx_strlen(op->script);
+
+        if (ngx_http_phantombuster_redis_send_command(rs, ac, op) == NGX_OK) {
+            return;
+        }
+
+        rr = NULL;
+    }
+
+    if (rr == NULL) {
+        ngx_http_phantombuster_count_redis(NGX_HTTP_PHANTOMBUSTER_REDIS_LOST);
+
+    } else if (rr->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, rs->log, 0,
+                      "phantombuster: redis \"%V\" %V failed: %*s",
+                      &rs->name, &op->argv[0], (size_t) rr->len, rr->str);
+
+        ngx_http_phantombuster_count_redis(NGX_HTTP_PHANTOMBUSTER_REDIS_ERROR);
+    }
+
+    if (op->request) {
+        op->reply(op, rr);
     }
 
     ngx_free(op);
@@ -674,6 +812,8 @@ ngx_http_phantombuster_redis_connect_timeout(ngx_event_t *ev)
     if (rs->ac == NULL) {
         return;
     }
+
+    ngx_http_phantombuster_count_redis(NGX_HTTP_PHANTOMBUSTER_REDIS_CONNECT);
 
     ngx_log_error(NGX_LOG_ERR, rs->log, NGX_ETIMEDOUT,
                   "phantombuster: connecting to redis \"%V\" timed out",

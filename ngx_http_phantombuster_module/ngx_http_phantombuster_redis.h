@@ -38,6 +38,8 @@ typedef struct ngx_http_phantombuster_redis_s  ngx_http_phantombuster_redis_t;
 
 typedef void (*ngx_http_phantombuster_op_pt)(ngx_http_phantombuster_op_t *op,
     ngx_uint_t result);
+typedef void (*ngx_http_phantombuster_reply_pt)(
+    ngx_http_phantombuster_op_t *op, redisReply *reply);
 
 
 /*
@@ -53,6 +55,20 @@ struct ngx_http_phantombuster_op_s {
     ngx_http_phantombuster_redis_t    *redis;
     ngx_uint_t                         generation;
     ngx_str_t                          args[NGX_HTTP_PHANTOMBUSTER_NARGS];
+    ngx_msec_t                         start;
+
+    /*
+     * Any other command (ngx_http_phantombuster_redis_command()): reply
+     * gets Redis's answer, or NULL, before the op is freed.  When argv is
+     * an EVALSHA that Redis does not know, it is sent again as an EVAL of
+     * script.
+     */
+    ngx_http_phantombuster_reply_pt    reply;
+    ngx_uint_t                         argc;
+    ngx_str_t                         *argv;
+    const char                        *script;
+    void                              *data;
+
     unsigned                           retried:1;
 };
 
@@ -93,6 +109,8 @@ void ngx_http_phantombuster_redis_exit_process(
     ngx_http_phantombuster_redis_t *rs);
 ngx_int_t ngx_http_phantombuster_redis_push(ngx_http_phantombuster_redis_t *rs,
     ngx_http_phantombuster_op_t *op);
+ngx_int_t ngx_http_phantombuster_redis_command(
+    ngx_http_phantombuster_redis_t *rs, ngx_http_phantombuster_op_t *op);
 void ngx_http_phantombuster_redis_stalled(ngx_http_phantombuster_redis_t *rs,
     ngx_uint_t generation, ngx_msec_t timeout);
 
