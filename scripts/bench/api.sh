@@ -100,7 +100,7 @@ bench_api() {
         note "NOT RUN: API economy of pb-worker (pb-worker / pbctl not built)"
     else
         if [ -f "$MODULE_SO" ]; then
-            nginx_start module@api "$A_PORT" REDIS_TIMEOUT=2s
+            nginx_start module@api "$A_PORT" REDIS_TIMEOUT=2s DEDUPE=24h
             local prefix=$NGINX_PREFIX
             a_worker_mode webhook
             nginx_stop "$prefix"

@@ -263,6 +263,12 @@ for k in sys.argv[1:]:
 print(v if not isinstance(v, bool) else int(v))' "$@"
 }
 
+# redis_stat FIELD: a counter of INFO stats (total_commands_processed,
+# total_reads_processed, ...).
+redis_stat() {
+    rcli INFO stats | tr -d '\r' | sed -n "s/^$1:\([0-9]*\)\$/\1/p"
+}
+
 # redis_used_memory: INFO memory's used_memory, bytes.
 redis_used_memory() {
     rcli INFO memory | tr -d '\r' | sed -n 's/^used_memory:\([0-9]*\)$/\1/p'

@@ -29,7 +29,7 @@ bench_memory() {
 
 mem_nginx() {
     local url w out total=0 chunk=0 before after t0 series="" req
-    nginx_start module@memory "$M_PORT" REDIS_TIMEOUT=2s
+    nginx_start module@memory "$M_PORT" REDIS_TIMEOUT=2s DEDUPE=24h
     M_PREFIX=$NGINX_PREFIX
     url="http://127.0.0.1:$M_PORT/webhooks/phantombuster/memory?secret=$SECRET"
     w=$(nginx_worker "$M_PREFIX")

@@ -18,8 +18,9 @@ NAMES = {
     "plain": "(b) plain nginx `return 202`",
     "echo": "(b') plain nginx, body read (echo)",
     "openresty": "(c) OpenResty way (lua + resty.redis + cjson)",
+    "nodedupe": "(a') the module, phantombuster_dedupe off",
 }
-ORDER = ["module", "plain", "echo", "openresty"]
+ORDER = ["module", "nodedupe", "plain", "echo", "openresty"]
 
 # Targets at 64 connections (issue 6).
 T_RPS_PLAIN = 0.5
@@ -143,8 +144,8 @@ def webhook_section(w, out, targets):
                "(utime+stime delta of the nginx worker / of redis-server) / responses.\n"
                % (w.meta.get("duration_s"), w.meta.get("cpu_srv"), w.meta.get("cpu_cli"),
                   w.meta.get("rounds")))
-    out.append("| contender | conns | req/s | p50 ms | p99 ms | nginx CPU us/req | redis CPU us/req | non-2xx | pushes vs 2xx |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    out.append("| contender | conns | req/s | p50 ms | p99 ms | nginx CPU us/req | redis CPU us/req | Redis commands per read | non-2xx | pushes vs 2xx |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for conns in w.conns:
         for who in w.contenders:
             runs = [r for r in w.runs if r["contender"] == who and r["conns"] == conns]
@@ -158,12 +159,16 @@ def webhook_section(w, out, targets):
                     "ok" if allok else "**FAIL**", lost, extra)
             else:
                 check = "-"
-            out.append("| %s | %d | %s | %s | %s | %s | %s | %d | %s |" % (
+            pushes = runs[0].get("pushes")
+            cpr = mean([r["redis_cmds"] / r["redis_reads"] for r in runs
+                        if r.get("redis_reads", 0) > 0]) if pushes else None
+            out.append("| %s | %d | %s | %s | %s | %s | %s | %s | %d | %s |" % (
                 NAMES[who], conns, fmt(w.agg(who, conns, "rps")),
                 fmt(w.agg(who, conns, "p50_us") / 1000, 2),
                 fmt(w.agg(who, conns, "p99_us") / 1000, 2),
                 fmt(w.agg(who, conns, "nginx_us_req"), 1),
-                fmt(w.agg(who, conns, "redis_us_req"), 1) if runs[0].get("pushes") else "-",
+                fmt(w.agg(who, conns, "redis_us_req"), 1) if pushes else "-",
+                fmt(cpr, 2) if pushes else "-",
                 sum(r["non2xx"] for r in runs), check))
     out.append("")
     out.append("Per round, req/s: " + "; ".join(
@@ -322,6 +327,80 @@ def api_section(recs, out, targets):
             for m, v in per.items() if m != "webhook" and v) + ".\n")
 
 
+def profile_section(recs, out):
+    prof = next((r for r in recs if r.get("section") == "profile"), None)
+    if not prof or not os.path.exists(str(prof.get("file", ""))):
+        return
+    req = prof["requests"] or 1
+    ng = prof["nginx_cpu_us"] / req
+    rd = prof["redis_cpu_us"] / req
+    parts = {}
+    cur = None
+    with open(prof["file"]) as f:
+        for line in f:
+            if line.startswith("## "):
+                cur = line[3:].strip()
+                parts[cur] = []
+            elif cur and "%" in line:
+                parts[cur].append(line.rstrip())
+    out.append("## Profile of the module (perf, 64 connections)\n")
+    out.append("One nginx worker sampled for 5 s with DWARF call graphs (`perf record --call-graph dwarf -e cpu-clock`), "
+               "Redis with frame pointers, during a %s req/s run. The worker used %.1f us of CPU per request, "
+               "Redis %.1f us; us/request below = share x that.\n"
+               % (fmt(req / (prof["duration_us"] / 1e6)), ng, rd))
+    pct = re.compile(r"^\s*([0-9.]+)%\s+(?:([0-9.]+)%\s+)?(.*?)\s*(?:-\s+-\s*)?$")
+
+    def rows(name, limit, total, children=False):
+        res = []
+        for line in parts.get(name, [])[:limit]:
+            m = pct.match(line)
+            if not m:
+                continue
+            share = float(m.group(1))
+            what = m.group(3).replace("[.] ", "").replace("|", "\\|").strip()
+            what = re.sub(r"^redis-check-rdb\s+", "redis-server: ", what)
+            what = re.sub(r"^(\S+\.so[.0-9]*|\[\w+\])\s+(?=\S)", r"\1: ", what)
+            res.append("| %s | %.1f%% | %.2f |" % (what, share, share / 100 * total))
+        return res
+
+    out.append("| nginx worker, self time by object | share | us/request |")
+    out.append("|---|---:|---:|")
+    out.extend(rows("nginx worker: self time by shared object", 10, ng))
+    out.append("")
+    out.append("| nginx worker, inclusive time (function and what it calls) | share | us/request |")
+    out.append("|---|---:|---:|")
+    out.extend(rows("nginx worker: inclusive time by function", 30, ng, True))
+    out.append("")
+    out.append("| redis-server, self time | share | us/request |")
+    out.append("|---|---:|---:|")
+    out.extend(rows("redis-server: self time by function", 12, rd))
+    out.append("")
+
+
+def check_webhook(recs):
+    """Exit status 1 and the misses on stdout when the module misses a target."""
+    w = Webhook(recs)
+    if not w.has("module"):
+        return 0
+    c = 64 if 64 in w.conns else max(w.conns)
+    a = lambda k, who="module": w.agg(who, c, k)
+    misses = []
+    r = ratio(a("rps"), a("rps", "plain"))
+    if r is not None and r < T_RPS_PLAIN:
+        misses.append("req/s a/b %.2fx < %.1fx" % (r, T_RPS_PLAIN))
+    r = ratio(a("rps"), a("rps", "openresty"))
+    if r is not None and r < T_RPS_OR:
+        misses.append("req/s a/c %.2fx < %.1fx" % (r, T_RPS_OR))
+    r = ratio(a("cpu_us_req"), a("cpu_us_req", "plain"))
+    if r is not None and r > T_CPU_PLAIN:
+        misses.append("CPU/req a/b %.2fx > %.1fx" % (r, T_CPU_PLAIN))
+    r = ratio(a("p99_us"), a("p99_us", "plain"))
+    if r is not None and r > T_P99_PLAIN:
+        misses.append("p99 a/b %.2fx > %.1fx" % (r, T_P99_PLAIN))
+    print("\n".join(misses))
+    return 1 if misses else 0
+
+
 def chart(w, path, data_dir):
     if not w.contenders:
         return None
@@ -373,13 +452,16 @@ unset multiplot
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", required=True)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out")
+    ap.add_argument("--check-webhook", action="store_true")
     ap.add_argument("--chart")
     ap.add_argument("--data-dir", default=".")
     ap.add_argument("--root", default=".")
     a = ap.parse_args()
 
     recs, notes = load(a.records)
+    if a.check_webhook:
+        sys.exit(check_webhook(recs))
     meta = {}
     for r in recs:
         if r.get("section") == "meta":
@@ -403,6 +485,7 @@ def main():
     body = []
     webhook_section(w, body, targets)
     slow_section(recs, body, targets)
+    profile_section(recs, body)
     queue_section(recs, body, targets)
     memory_section(recs, body, targets)
     api_section(recs, body, targets)
