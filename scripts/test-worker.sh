@@ -60,6 +60,7 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
         run "$t"
     done
     run t/worker/test_pbctl.sh
+    run python3 t/worker/test_status_http.py --redis-port "$port"
 fi
 
 if [ "$what" = all ] || [ "$what" = integration ]; then
