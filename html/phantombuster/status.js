@@ -16,6 +16,11 @@
     var statusUrl = params.get('status') || document.body.dataset.statusUrl;
     var adminUrl = params.get('admin') || document.body.dataset.adminUrl;
 
+    var TITLES = { stuck_run: 'Stuck run.', no_worker: 'No worker.',
+                   paused: 'Paused.', draining: 'Draining.',
+                   dead_letters: 'Dead letters.',
+                   audit_rejected: 'Audit log.' };
+
     var last = null;          /* the last status we rendered */
     var lastAt = 0;           /* when it arrived (local clock) */
     var problem = null;       /* why the last poll failed, or null */
@@ -82,20 +87,18 @@
         if (!s) { return; }
 
         if (s.lane.state === 'closed') {
-            var until = Date.now() + s.lane.closed_ms;
+            /* closed_ms was measured when the status arrived */
+            var until = lastAt + s.lane.closed_ms;
             banner('warning', 'Lane paused by PhantomBuster (429).',
                    'No launch until ' + clock(until) + ' (in '
-                   + duration(s.lane.closed_ms) + '); jobs keep their place.');
+                   + duration(Math.max(0, until - Date.now()))
+                   + '); jobs keep their place.');
         }
 
         s.alerts.forEach(function (a) {
             if (a.code === 'lane_closed') { return; }
             banner(a.level === 'error' ? 'error' : 'warning',
-                   a.code === 'stuck_run' ? 'Stuck run.'
-                   : a.code === 'no_worker' ? 'No worker.'
-                   : a.code === 'paused' ? 'Paused.'
-                   : a.code === 'draining' ? 'Draining.' : 'Note.',
-                   ' ' + a.message
+                   TITLES[a.code] || 'Note.', ' ' + a.message
                    + (a.code === 'stuck_run'
                       ? ' — "Restart stuck lane" asks PhantomBuster and '
                         + 'frees it.' : ''));
