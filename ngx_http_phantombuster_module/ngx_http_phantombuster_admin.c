@@ -77,8 +77,13 @@ ngx_http_phantombuster_admin_handler(ngx_http_request_t *r)
             return rc;
         }
 
-        return ngx_http_phantombuster_suspend(r,
-                                      ngx_http_phantombuster_admin_result(r));
+        rc = ngx_http_phantombuster_admin_result(r);
+
+        if (rc == NGX_DONE) {
+            r->main->count++;
+        }
+
+        return rc;
     }
 
     rc = ngx_http_read_client_request_body(r,
@@ -323,20 +328,14 @@ ngx_http_phantombuster_admin_answer(ngx_http_request_t *r,
                                            "{\"error\":\"no result yet\"}");
     }
 
-    if (q->result != NGX_HTTP_PHANTOMBUSTER_REPLY) {
-        return ngx_http_phantombuster_unavailable(r);
-    }
-
-    if (ngx_http_phantombuster_no_store(r) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_http_phantombuster_send(r, NGX_HTTP_OK, q->reply.data,
-                                       q->reply.len);
+    return ngx_http_phantombuster_pass_reply(r, q);
 }
 
 
-/* phantombuster_admin_token / _file: as phantombuster_secret / _file */
+/*
+ * phantombuster_admin_token string and phantombuster_admin_token_file
+ * file, as phantombuster_secret and phantombuster_secret_file.
+ */
 
 char *
 ngx_http_phantombuster_admin_token(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -352,6 +351,11 @@ ngx_http_phantombuster_admin_token(ngx_conf_t *cf, ngx_command_t *cmd,
 
     value = cf->args->elts;
 
+    if (cmd->name.len == sizeof("phantombuster_admin_token_file") - 1) {
+        return ngx_http_phantombuster_read_secret_file(cf, &value[1],
+                                                       &plcf->admin_token);
+    }
+
     if (value[1].len == 0) {
         return "must not be empty";
     }
@@ -363,23 +367,4 @@ ngx_http_phantombuster_admin_token(ngx_conf_t *cf, ngx_command_t *cmd,
     plcf->admin_token = value[1];
 
     return NGX_CONF_OK;
-}
-
-
-char *
-ngx_http_phantombuster_admin_token_file(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_phantombuster_loc_conf_t *plcf = conf;
-
-    ngx_str_t  *value;
-
-    if (plcf->admin_token.data != NULL) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    return ngx_http_phantombuster_read_secret_file(cf, &value[1],
-                                                   &plcf->admin_token);
 }

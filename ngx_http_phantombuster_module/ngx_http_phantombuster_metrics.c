@@ -228,28 +228,12 @@ ngx_http_phantombuster_count_push(ngx_msec_t ms)
 ngx_int_t
 ngx_http_phantombuster_metrics_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                        rc;
-    ngx_http_phantombuster_query_t  *q;
-
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "phantombuster metrics handler");
 
-    rc = ngx_http_phantombuster_only_get(r);
-    if (rc != NGX_DECLINED) {
-        return rc;
-    }
-
-    q = ngx_pcalloc(r->pool, sizeof(ngx_http_phantombuster_query_t));
-    if (q == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    q->done = ngx_http_phantombuster_metrics_done;
-
-    rc = ngx_http_phantombuster_query_script(r, q, pb_lua_metrics,
-                                            ngx_http_phantombuster_metrics_sha);
-
-    return ngx_http_phantombuster_suspend(r, rc);
+    return ngx_http_phantombuster_script_handler(r, pb_lua_metrics,
+                                        ngx_http_phantombuster_metrics_sha,
+                                        ngx_http_phantombuster_metrics_done);
 }
 
 

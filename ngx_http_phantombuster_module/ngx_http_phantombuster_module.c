@@ -138,7 +138,7 @@ static ngx_command_t  ngx_http_phantombuster_commands[] = {
 
     { ngx_string("phantombuster_admin_token_file"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_phantombuster_admin_token_file,
+      ngx_http_phantombuster_admin_token,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },

@@ -21,12 +21,16 @@
 #include "ngx_http_phantombuster_status.h"
 
 
+static ngx_int_t ngx_http_phantombuster_query_script(ngx_http_request_t *r,
+    ngx_http_phantombuster_query_t *q, const char *script, u_char *sha);
 static void ngx_http_phantombuster_query_reply(
     ngx_http_phantombuster_op_t *op, redisReply *rr);
 static void ngx_http_phantombuster_query_resume(ngx_event_t *ev);
 static void ngx_http_phantombuster_query_timeout(ngx_event_t *ev);
 static void ngx_http_phantombuster_query_cleanup(void *data);
 static void ngx_http_phantombuster_query_detach(
+    ngx_http_phantombuster_query_t *q);
+static void ngx_http_phantombuster_query_finish(
     ngx_http_phantombuster_query_t *q);
 
 
@@ -115,9 +119,44 @@ ngx_http_phantombuster_query(ngx_http_request_t *r,
 }
 
 
-/* EVALSHA of one of common/pb_status.c's scripts, over their keys. */
+/*
+ * The content handler of the status and metrics locations: GET or HEAD,
+ * then one of common/pb_status.c's scripts; done answers.
+ */
 
 ngx_int_t
+ngx_http_phantombuster_script_handler(ngx_http_request_t *r,
+    const char *script, u_char *sha, ngx_http_phantombuster_query_pt done)
+{
+    ngx_int_t                        rc;
+    ngx_http_phantombuster_query_t  *q;
+
+    rc = ngx_http_phantombuster_only_get(r);
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
+    q = ngx_pcalloc(r->pool, sizeof(ngx_http_phantombuster_query_t));
+    if (q == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    q->done = done;
+
+    rc = ngx_http_phantombuster_query_script(r, q, script, sha);
+
+    if (rc == NGX_DONE) {
+        /* held until the resume or the timer finalizes it */
+        r->main->count++;
+    }
+
+    return rc;
+}
+
+
+/* EVALSHA of one of common/pb_status.c's scripts, over their keys. */
+
+static ngx_int_t
 ngx_http_phantombuster_query_script(ngx_http_request_t *r,
     ngx_http_phantombuster_query_t *q, const char *script, u_char *sha)
 {
@@ -226,44 +265,24 @@ ngx_http_phantombuster_query_reply(ngx_http_phantombuster_op_t *op,
 static void
 ngx_http_phantombuster_query_resume(ngx_event_t *ev)
 {
-    ngx_int_t                        rc;
-    ngx_connection_t                *c;
-    ngx_http_request_t              *r;
-    ngx_http_phantombuster_query_t  *q;
-
-    q = ev->data;
-    r = q->request;
-    c = r->connection;
-
-    ngx_http_set_log_request(c->log, r);
-
-    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0,
-                   "phantombuster query resume");
-
-    rc = q->done(r, q);
-
-    ngx_http_finalize_request(r, rc);
-    ngx_http_run_posted_requests(c);
+    ngx_http_phantombuster_query_finish(ev->data);
 }
 
 
 static void
 ngx_http_phantombuster_query_timeout(ngx_event_t *ev)
 {
-    ngx_int_t                        rc;
     ngx_uint_t                       generation;
-    ngx_connection_t                *c;
     ngx_http_request_t              *r;
     ngx_http_phantombuster_query_t  *q;
     ngx_http_phantombuster_redis_t  *rs;
 
     q = ev->data;
     r = q->request;
-    c = r->connection;
 
-    ngx_http_set_log_request(c->log, r);
+    ngx_http_set_log_request(r->connection->log, r);
 
-    ngx_log_error(NGX_LOG_ERR, c->log, 0,
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                   "phantombuster: redis did not answer within %M ms",
                   q->timeout);
 
@@ -282,6 +301,25 @@ ngx_http_phantombuster_query_timeout(ngx_event_t *ev)
     }
 
     q->result = NGX_HTTP_PHANTOMBUSTER_REPLY_FAIL;
+
+    ngx_http_phantombuster_query_finish(q);
+}
+
+
+static void
+ngx_http_phantombuster_query_finish(ngx_http_phantombuster_query_t *q)
+{
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = q->request;
+    c = r->connection;
+
+    ngx_http_set_log_request(c->log, r);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "phantombuster query done: %ui", q->result);
 
     rc = q->done(r, q);
 
@@ -365,19 +403,29 @@ ngx_http_phantombuster_not_allowed(ngx_http_request_t *r, char *allow)
 }
 
 
-/*
- * A content handler that got NGX_DONE from a query holds the request
- * until the resume finalizes it.
- */
+/* Redis's string reply as the answer (it is JSON), uncached. */
 
 ngx_int_t
-ngx_http_phantombuster_suspend(ngx_http_request_t *r, ngx_int_t rc)
+ngx_http_phantombuster_pass_reply(ngx_http_request_t *r,
+    ngx_http_phantombuster_query_t *q)
 {
-    if (rc == NGX_DONE) {
-        r->main->count++;
+    ngx_table_elt_t  *h;
+
+    if (q->result != NGX_HTTP_PHANTOMBUSTER_REPLY) {
+        return ngx_http_phantombuster_unavailable(r);
     }
 
-    return rc;
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Cache-Control");
+    ngx_str_set(&h->value, "no-store");
+
+    return ngx_http_phantombuster_send(r, NGX_HTTP_OK, q->reply.data,
+                                       q->reply.len);
 }
 
 

@@ -55,6 +55,11 @@ static ngx_int_t ngx_http_phantombuster_redis_send(
     ngx_http_phantombuster_op_t *op, ngx_uint_t eval);
 static void ngx_http_phantombuster_redis_reply(redisAsyncContext *ac,
     void *reply, void *privdata);
+static ngx_int_t ngx_http_phantombuster_redis_argv(
+    ngx_http_phantombuster_redis_t *rs, redisAsyncContext *ac,
+    redisCallbackFn *fn, ngx_http_phantombuster_op_t *op, int argc,
+    const char **argv, const size_t *len);
+static ngx_uint_t ngx_http_phantombuster_redis_noscript(redisReply *rr);
 static ngx_int_t ngx_http_phantombuster_redis_send_command(
     ngx_http_phantombuster_redis_t *rs, redisAsyncContext *ac,
     ngx_http_phantombuster_op_t *op);
@@ -462,10 +467,20 @@ ngx_http_phantombuster_redis_send(ngx_http_phantombuster_redis_t *rs,
         len[3 + i] = op->args[i].len;
     }
 
-    if (redisAsyncCommandArgv(ac, ngx_http_phantombuster_redis_reply, op,
-                              3 + NGX_HTTP_PHANTOMBUSTER_NARGS, argv, len)
-        != REDIS_OK)
-    {
+    return ngx_http_phantombuster_redis_argv(rs, ac,
+                                         ngx_http_phantombuster_redis_reply, op,
+                                         3 + NGX_HTTP_PHANTOMBUSTER_NARGS,
+                                         argv, len);
+}
+
+
+static ngx_int_t
+ngx_http_phantombuster_redis_argv(ngx_http_phantombuster_redis_t *rs,
+    redisAsyncContext *ac, redisCallbackFn *fn,
+    ngx_http_phantombuster_op_t *op, int argc, const char **argv,
+    const size_t *len)
+{
+    if (redisAsyncCommandArgv(ac, fn, op, argc, argv, len) != REDIS_OK) {
         ngx_log_error(NGX_LOG_ERR, rs->log, 0,
                       "phantombuster: redis \"%V\" connection is closing",
                       &rs->name);
@@ -473,6 +488,18 @@ ngx_http_phantombuster_redis_send(ngx_http_phantombuster_redis_t *rs,
     }
 
     return NGX_OK;
+}
+
+
+/* Redis does not know the script: started afresh, or SCRIPT FLUSH. */
+
+static ngx_uint_t
+ngx_http_phantombuster_redis_noscript(redisReply *rr)
+{
+    return rr != NULL
+           && rr->type == REDIS_REPLY_ERROR
+           && rr->len >= 8
+           && ngx_strncmp(rr->str, "NOSCRIPT", 8) == 0;
 }
 
 
@@ -519,11 +546,7 @@ ngx_http_phantombuster_redis_reply(redisAsyncContext *ac, void *reply,
                           (int64_t) rr->integer);
         }
 
-    } else if (rr->type == REDIS_REPLY_ERROR
-               && !op->retried
-               && rr->len >= 8
-               && ngx_strncmp(rr->str, "NOSCRIPT", 8) == 0)
-    {
+    } else if (!op->retried && ngx_http_phantombuster_redis_noscript(rr)) {
         /* the script cache was flushed (or Redis restarted): send it whole */
 
         ngx_log_error(NGX_LOG_NOTICE, rs->log, 0,
@@ -582,17 +605,9 @@ ngx_http_phantombuster_redis_send_command(ngx_http_phantombuster_redis_t *rs,
         len[i] = op->argv[i].len;
     }
 
-    if (redisAsyncCommandArgv(ac, ngx_http_phantombuster_redis_command_reply,
-                              op, op->argc, argv, len)
-        != REDIS_OK)
-    {
-        ngx_log_error(NGX_LOG_ERR, rs->log, 0,
-                      "phantombuster: redis \"%V\" connection is closing",
-                      &rs->name);
-        return NGX_DECLINED;
-    }
-
-    return NGX_OK;
+    return ngx_http_phantombuster_redis_argv(rs, ac,
+                                    ngx_http_phantombuster_redis_command_reply,
+                                    op, (int) op->argc, argv, len);
 }
 
 
@@ -609,12 +624,9 @@ ngx_http_phantombuster_redis_command_reply(redisAsyncContext *ac,
 
     rs = ac->data;
 
-    if (rr != NULL
-        && rr->type == REDIS_REPLY_ERROR
-        && op->script != NULL
+    if (op->script != NULL
         && !op->retried
-        && rr->len >= 8
-        && ngx_strncmp(rr->str, "NOSCRIPT", 8) == 0)
+        && ngx_http_phantombuster_redis_noscript(rr))
     {
         /* first use since Redis started, or its script cache was flushed */
 

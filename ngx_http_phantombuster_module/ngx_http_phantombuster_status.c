@@ -20,8 +20,6 @@
 #include "ngx_http_phantombuster_status.h"
 
 
-static ngx_int_t ngx_http_phantombuster_status_done(ngx_http_request_t *r,
-    ngx_http_phantombuster_query_t *q);
 static char *ngx_http_phantombuster_set_handler(ngx_conf_t *cf,
     ngx_flag_t *flag, ngx_http_handler_pt handler);
 
@@ -34,65 +32,12 @@ u_char  ngx_http_phantombuster_metrics_sha[41];
 ngx_int_t
 ngx_http_phantombuster_status_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                        rc;
-    ngx_http_phantombuster_query_t  *q;
-
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "phantombuster status handler");
 
-    rc = ngx_http_phantombuster_only_get(r);
-    if (rc != NGX_DECLINED) {
-        return rc;
-    }
-
-    q = ngx_pcalloc(r->pool, sizeof(ngx_http_phantombuster_query_t));
-    if (q == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    q->done = ngx_http_phantombuster_status_done;
-
-    rc = ngx_http_phantombuster_query_script(r, q, pb_lua_status,
-                                             ngx_http_phantombuster_status_sha);
-
-    return ngx_http_phantombuster_suspend(r, rc);
-}
-
-
-static ngx_int_t
-ngx_http_phantombuster_status_done(ngx_http_request_t *r,
-    ngx_http_phantombuster_query_t *q)
-{
-    if (q->result != NGX_HTTP_PHANTOMBUSTER_REPLY) {
-        return ngx_http_phantombuster_unavailable(r);
-    }
-
-    if (ngx_http_phantombuster_no_store(r) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_http_phantombuster_send(r, NGX_HTTP_OK, q->reply.data,
-                                       q->reply.len);
-}
-
-
-/* Keeps browsers and proxies from showing an old state. */
-
-ngx_int_t
-ngx_http_phantombuster_no_store(ngx_http_request_t *r)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Cache-Control");
-    ngx_str_set(&h->value, "no-store");
-
-    return NGX_OK;
+    return ngx_http_phantombuster_script_handler(r, pb_lua_status,
+                                        ngx_http_phantombuster_status_sha,
+                                        ngx_http_phantombuster_pass_reply);
 }
 
 

@@ -55,13 +55,13 @@ struct ngx_http_phantombuster_query_s {
 ngx_int_t ngx_http_phantombuster_query(ngx_http_request_t *r,
     ngx_http_phantombuster_query_t *q, ngx_uint_t argc, ngx_str_t *argv,
     const char *script);
-ngx_int_t ngx_http_phantombuster_query_script(ngx_http_request_t *r,
-    ngx_http_phantombuster_query_t *q, const char *script, u_char *sha);
+ngx_int_t ngx_http_phantombuster_script_handler(ngx_http_request_t *r,
+    const char *script, u_char *sha, ngx_http_phantombuster_query_pt done);
+ngx_int_t ngx_http_phantombuster_pass_reply(ngx_http_request_t *r,
+    ngx_http_phantombuster_query_t *q);
 ngx_int_t ngx_http_phantombuster_only_get(ngx_http_request_t *r);
 ngx_int_t ngx_http_phantombuster_not_allowed(ngx_http_request_t *r,
     char *allow);
-ngx_int_t ngx_http_phantombuster_suspend(ngx_http_request_t *r,
-    ngx_int_t rc);
 ngx_int_t ngx_http_phantombuster_unavailable(ngx_http_request_t *r);
 ngx_int_t ngx_http_phantombuster_json(ngx_http_request_t *r,
     ngx_uint_t status, const char *body);
@@ -80,12 +80,9 @@ char *ngx_http_phantombuster_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_phantombuster_admin_token(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-char *ngx_http_phantombuster_admin_token_file(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
 
 ngx_int_t ngx_http_phantombuster_status_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_phantombuster_metrics_init(ngx_conf_t *cf);
-ngx_int_t ngx_http_phantombuster_no_store(ngx_http_request_t *r);
 
 extern u_char  ngx_http_phantombuster_status_sha[41];
 extern u_char  ngx_http_phantombuster_metrics_sha[41];

@@ -6,6 +6,19 @@ use Test::Nginx::Socket 'no_plan';
 use t::PB;
 use t::PBStatus;
 
+# Blocks without a config (or a request) get these.
+add_block_preprocessor(sub {
+    my ($block) = @_;
+
+    $block->set_value('config', <<'EOF') unless defined $block->config;
+    location = /status {
+        phantombuster_status;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT db=$TEST_NGINX_STATUS_DB;
+    }
+EOF
+    $block->set_value('request', 'GET /status') unless defined $block->request;
+});
+
 no_shuffle();
 run_tests();
 
@@ -50,13 +63,6 @@ t::PB::expect(check => sub {
     Test::More::is_deeply([map { $_->{code} } @{ $s->{alerts} }], ['dead_letters'],
                           "$n - alerts");
 });
---- config
-    location = /status {
-        phantombuster_status;
-        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT db=$TEST_NGINX_STATUS_DB;
-    }
---- request
-GET /status
 --- error_code: 200
 --- response_headers
 Content-Type: application/json
@@ -80,13 +86,6 @@ t::PB::expect(check => sub {
     Test::More::is($s->{eta}{queue_done_in_ms}, 0, $block->name . " - nothing to do");
     Test::More::is($s->{alerts}[0]{code}, 'no_worker', $block->name . " - no worker");
 });
---- config
-    location = /status {
-        phantombuster_status;
-        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT db=$TEST_NGINX_STATUS_DB;
-    }
---- request
-GET /status
 --- error_code: 200
 --- no_error_log
 [error]
@@ -115,13 +114,6 @@ t::PB::expect(check => sub {
     Test::More::ok((grep { $_->{code} eq 'paused' } @{ $s->{alerts} }),
                    "$n - alert");
 });
---- config
-    location = /status {
-        phantombuster_status;
-        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT db=$TEST_NGINX_STATUS_DB;
-    }
---- request
-GET /status
 --- error_code: 200
 --- no_error_log
 [error]
@@ -143,13 +135,6 @@ t::PB::expect(check => sub {
                      qr/run r1 is 12\d s past its deadline/,
                      $block->name . " - alert");
 });
---- config
-    location = /status {
-        phantombuster_status;
-        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT db=$TEST_NGINX_STATUS_DB;
-    }
---- request
-GET /status
 --- error_code: 200
 --- no_error_log
 [error]
@@ -160,11 +145,6 @@ GET /status
 --- init
 t::PBStatus::seed();
 t::PBStatus::redis('SCRIPT', 'FLUSH');
---- config
-    location = /status {
-        phantombuster_status;
-        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT db=$TEST_NGINX_STATUS_DB;
-    }
 --- request eval
 ["GET /status", "GET /status"]
 --- error_code eval
@@ -187,8 +167,6 @@ t::PBStatus::redis('LPUSH', 'pbtest:status-q:invalid', 'x');
         phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT db=$TEST_NGINX_STATUS_DB;
         phantombuster_queue pbtest:status-q;
     }
---- request
-GET /status
 --- error_code: 200
 --- response_body_like: "webhooks":\{[^}]*"queued":2
 --- no_error_log
@@ -202,8 +180,6 @@ GET /status
         phantombuster_status;
         phantombuster_redis 127.0.0.1:1;
     }
---- request
-GET /status
 --- error_code: 503
 --- response_headers
 Content-Type: application/json
@@ -226,8 +202,6 @@ Retry-After: 1
 --- tcp_listen: $TEST_NGINX_EXTRA_PORT
 --- tcp_reply_delay: 3s
 --- tcp_reply: +OK
---- request
-GET /status
 --- error_code: 503
 --- response_body chomp
 {"error":"queue unavailable"}
@@ -240,11 +214,6 @@ did not answer within 300 ms
 
 
 === TEST 9: GET and HEAD only
---- config
-    location = /status {
-        phantombuster_status;
-        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT db=$TEST_NGINX_STATUS_DB;
-    }
 --- request eval
 ["POST /status\n{}", "HEAD /status"]
 --- error_code eval

@@ -30,6 +30,18 @@ sub main::prometheus_ok {
     Test::More::is(join("\n", @bad), '', "$name - valid Prometheus text");
 }
 
+# Blocks without a config (or a request) get these.
+add_block_preprocessor(sub {
+    my ($block) = @_;
+
+    $block->set_value('config', <<'EOF') unless defined $block->config;
+    location = /metrics {
+        phantombuster_metrics;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT db=$TEST_NGINX_STATUS_DB;
+    }
+EOF
+});
+
 no_shuffle();
 run_tests();
 
@@ -66,11 +78,6 @@ t::PB::expect(check => sub {
     Test::More::like($body, qr/\nphantombuster_oldest_pending_age_seconds 3\.\d{3}\n/,
                      $block->name . ' - oldest pending job age');
 });
---- config
-    location = /metrics {
-        phantombuster_metrics;
-        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT db=$TEST_NGINX_STATUS_DB;
-    }
 --- request
 GET /metrics
 --- error_code: 200
@@ -192,11 +199,6 @@ qr/\nphantombuster_redis_errors_total\{kind="timeout"\} 1\n.*\nphantombuster_red
 
 
 === TEST 6: GET and HEAD only
---- config
-    location = /metrics {
-        phantombuster_metrics;
-        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT db=$TEST_NGINX_STATUS_DB;
-    }
 --- request
 DELETE /metrics
 --- error_code: 405

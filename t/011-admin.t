@@ -15,6 +15,19 @@ sub main::commands {
            t::PB::redis_list('phantombuster:control:commands', $t::PBStatus::Db);
 }
 
+# Blocks without a config (or a request) get these.
+add_block_preprocessor(sub {
+    my ($block) = @_;
+
+    $block->set_value('config', <<'EOF') unless defined $block->config;
+    location = /admin {
+        phantombuster_admin;
+        phantombuster_admin_token s3cret-token;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT db=$TEST_NGINX_STATUS_DB;
+    }
+EOF
+});
+
 no_shuffle();
 run_tests();
 
@@ -36,12 +49,6 @@ phantombuster_admin location "/admin" has no token: set "phantombuster_admin_tok
 t::PBStatus::flush();
 t::PB::expect(db => $t::PBStatus::Db, queue => 'phantombuster:control:commands',
               len => [0, 0, 0, 0]);
---- config
-    location = /admin {
-        phantombuster_admin;
-        phantombuster_admin_token s3cret-token;
-        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT db=$TEST_NGINX_STATUS_DB;
-    }
 --- request eval
 ["POST /admin\n{\"cmd\":\"pause\"}",
  "POST /admin\n{\"cmd\":\"pause\"}",
@@ -102,12 +109,6 @@ t::PB::expect(db => $t::PBStatus::Db, queue => 'phantombuster:control:commands',
                           [qw(pause resume restart dlq_retry_all drain)],
                           $block->name . ' - in order');
 });
---- config
-    location = /admin {
-        phantombuster_admin;
-        phantombuster_admin_token s3cret-token;
-        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT db=$TEST_NGINX_STATUS_DB;
-    }
 --- request eval
 [map { "POST /admin\n{\"cmd\":\"$_\"}" } qw(pause resume restart dlq_retry_all drain)]
 --- more_headers
@@ -124,12 +125,6 @@ X-Phantombuster-Token: s3cret-token
 t::PBStatus::flush();
 t::PB::expect(db => $t::PBStatus::Db, queue => 'phantombuster:control:commands',
               len => [0, 0, 0, 0, 0, 0]);
---- config
-    location = /admin {
-        phantombuster_admin;
-        phantombuster_admin_token s3cret-token;
-        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT db=$TEST_NGINX_STATUS_DB;
-    }
 --- request eval
 ["POST /admin\n{\"cmd\":\"dlq_purge\"}",
  "POST /admin\n{\"cmd\":\"dlq_retry\"}",
@@ -158,12 +153,6 @@ X-Phantombuster-Token: s3cret-token
 t::PBStatus::flush();
 t::PBStatus::redis('SET', 'phantombuster:control:result:r-17',
                    '{"ok":true,"result":{"job_id":"job-42","retried":true}}');
---- config
-    location = /admin {
-        phantombuster_admin;
-        phantombuster_admin_token s3cret-token;
-        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT db=$TEST_NGINX_STATUS_DB;
-    }
 --- request eval
 ["GET /admin?result=r-18", "GET /admin?result=r-17", "GET /admin?result=a%20b",
  "GET /admin"]
@@ -234,12 +223,6 @@ X-Phantombuster-Token: s3cret-token
 
 
 === TEST 9: a command body too large, a method it does not take
---- config
-    location = /admin {
-        phantombuster_admin;
-        phantombuster_admin_token s3cret-token;
-        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT db=$TEST_NGINX_STATUS_DB;
-    }
 --- request eval
 ["POST /admin\n{\"cmd\":\"pause\",\"pad\":\"" . ('x' x 5000) . "\"}",
  "DELETE /admin"]

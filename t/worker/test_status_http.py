@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +26,9 @@ import urllib.error
 import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "t", "e2e"))
+from harness import NGINX, NGINX_CONF, Checks, port_open, wait_for  # noqa: E402
+
 PBCTL = os.environ.get("PBCTL") or os.path.join(ROOT, "build", "worker", "pbctl")
 MODULE = os.environ.get("PB_MODULE_SO") or os.path.join(
     ROOT, "build", "nginx", "ngx_http_phantombuster_module.so")
@@ -36,17 +40,21 @@ RELATIVE = {"now", "elapsed_ms", "remaining_ms", "overdue_ms", "waiting_ms",
             "starts_in_ms", "done_in_ms", "queue_done_in_ms", "last_age_ms",
             "closed_ms", "message"}
 
-passed = failed = 0
+# the status locations, in the e2e harness's nginx.conf
+LOCATIONS = """
+        location = /status {
+            phantombuster_status;
+            phantombuster_redis 127.0.0.1:%(redis)d db=%(db)d;
+            phantombuster_queue %(queue)s;
+        }
+        location = /down {
+            phantombuster_status;
+            phantombuster_redis 127.0.0.1:1;
+        }
+"""
 
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print("ok - %s" % name)
-    else:
-        failed += 1
-        print("not ok - %s %s" % (name, detail))
+C = Checks()
+check = C.check
 
 
 def free_port():
@@ -111,36 +119,6 @@ def pbctl_env(port):
                 PB_WEBHOOK_QUEUE=QUEUE)
 
 
-NGINX_CONF = """
-load_module %(module)s;
-master_process off;
-daemon off;
-pid %(dir)s/nginx.pid;
-error_log %(dir)s/error.log info;
-events { worker_connections 64; }
-http {
-    access_log off;
-    client_body_temp_path %(dir)s/body;
-    proxy_temp_path %(dir)s/proxy;
-    fastcgi_temp_path %(dir)s/fastcgi;
-    uwsgi_temp_path %(dir)s/uwsgi;
-    scgi_temp_path %(dir)s/scgi;
-    server {
-        listen 127.0.0.1:%(port)d;
-        location = /status {
-            phantombuster_status;
-            phantombuster_redis 127.0.0.1:%(redis)d db=%(db)d;
-            phantombuster_queue %(queue)s;
-        }
-        location = /down {
-            phantombuster_status;
-            phantombuster_redis 127.0.0.1:1;
-        }
-    }
-}
-"""
-
-
 def get(url):
     try:
         with urllib.request.urlopen(url, timeout=5) as r:
@@ -162,20 +140,18 @@ def main():
     seed(redis)
 
     tmp = tempfile.mkdtemp(prefix="pb-status-")
+    os.makedirs(os.path.join(tmp, "logs"))
     port = free_port()
     conf = os.path.join(tmp, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(NGINX_CONF % {"module": MODULE, "dir": tmp, "port": port,
-                              "redis": args.redis_port, "db": DB, "queue": QUEUE})
-    nginx = subprocess.Popen(["/usr/sbin/nginx", "-p", tmp + "/", "-c", conf, "-e",
-                              os.path.join(tmp, "error.log")])
+        f.write(NGINX_CONF % {
+            "module": MODULE, "prefix": tmp, "workers": 1, "port": port,
+            "redis": args.redis_port, "queue": QUEUE, "secret": "unused",
+            "extra": LOCATIONS % {"redis": args.redis_port, "db": DB, "queue": QUEUE}})
+    nginx = subprocess.Popen([NGINX, "-p", tmp + "/", "-c", conf, "-e",
+                              os.path.join(tmp, "logs", "error.log")])
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_for(lambda: port_open(port), 10)
 
         status, body = get("http://127.0.0.1:%d/status" % port)
         ctl = subprocess.run([PBCTL, "status", "--json"], capture_output=True, text=True,
@@ -213,7 +189,7 @@ def main():
               (status, body, ctl.returncode) == (503, '{"error":"queue unavailable"}', 1),
               (status, body, ctl.returncode))
     finally:
-        nginx.terminate()
+        nginx.send_signal(signal.SIGQUIT)
         nginx.wait(10)
         shutil.rmtree(tmp, ignore_errors=True)
         redis("FLUSHDB")
@@ -224,5 +200,5 @@ if __name__ == "__main__":
         main()
     except Exception as e:  # a crash is a failure, not a silent pass
         check("test_status_http ran to the end", False, repr(e))
-    print("test_status_http: %d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
+    print("test_status_http: %d passed, %d failed" % (C.passed, len(C.failed)))
+    sys.exit(1 if C.failed else 0)
