@@ -219,7 +219,7 @@ launched_container(pb_ctx_t *ctx, const run_t *run,
 
     rc = owned(ctx, cid);
     if (rc != 0) {
-        return rc > 0 ? 0 : -1;     /* an earlier job's run: ours is not newer */
+        return rc > 0 ? 0 : -1;     /* an earlier job's run: ours is none */
     }
 
     if (!lane_ok(ctx)) {
@@ -343,7 +343,7 @@ settle_fetched(pb_ctx_t *ctx, const run_t *run, const pb_api_result_t *res,
 
     } else if (!finished_outcome(res, &o, code, sizeof(code), &upstream)) {
         if (!past_deadline || PB_STOPPING(ctx)) {
-            return 0;   /* within its time; or SIGTERM: the next pass stops it */
+            return 0;   /* within its time; or SIGTERM: next pass stops it */
         }
         time_out(ctx, run, upstream, &o, error, sizeof(error));
     }
@@ -419,9 +419,11 @@ bind_found(pb_ctx_t *ctx, const run_t *run, const char *container,
  * quick run's webhook would have come) is it put back for a relaunch, one
  * attempt used, as for any request that did not get through.  A question
  * PhantomBuster did not answer leaves it in doubt for the next pass.
+ * may_relaunch is 0 in the pass that put it in doubt, so that a turn of
+ * the webhook consumer always comes first.
  */
 static int
-resolve_doubt(pb_ctx_t *ctx, const run_t *run, int64_t now)
+resolve_doubt(pb_ctx_t *ctx, const run_t *run, int64_t now, int may_relaunch)
 {
     char              cid[PB_ID_MAX_LEN + 1];
     pb_api_result_t   fetched;
@@ -440,10 +442,11 @@ resolve_doubt(pb_ctx_t *ctx, const run_t *run, int64_t now)
         return rc;
     }
 
-    if (now < run->deadline) {
+    if (now < run->deadline || !may_relaunch) {
         pb_log(PB_LOG_DEBUG, "launch still in doubt: no run yet", "{s:s, "
                "s:I}", "job", run->id, "relaunch_in_ms",
-               (json_int_t) (run->deadline - now));
+               (json_int_t) (run->deadline > now ? run->deadline - now
+                                                 : 0));
         return 0;
     }
 
@@ -528,9 +531,9 @@ launcher_alive(pb_ctx_t *ctx, const run_t *run)
 static int
 settle_launch(pb_ctx_t *ctx, run_t *run, int64_t now)
 {
-    int  rc;
+    int  rc, fresh = !run->in_doubt;
 
-    if (!run->in_doubt) {
+    if (fresh) {
         if (now < run->deadline && launcher_alive(ctx, run) != 0) {
             return 0;           /* its launcher is still in the call */
         }
@@ -541,7 +544,7 @@ settle_launch(pb_ctx_t *ctx, run_t *run, int64_t now)
         }
     }
 
-    return resolve_doubt(ctx, run, now);
+    return resolve_doubt(ctx, run, now, !fresh);
 }
 
 
