@@ -167,7 +167,10 @@ def webhook_section(w, out, targets):
             else:
                 check = "-"
             pushes = runs[0].get("pushes")
-            cpr = mean([r["redis_cmds"] / r["redis_reads"] for r in runs
+            # pushes (list entries) per read() Redis made: the depth of the
+            # pipelining (INFO's command count would include the commands
+            # the push script runs inside Redis)
+            cpr = mean([r["llen"] / r["redis_reads"] for r in runs
                         if r.get("redis_reads", 0) > 0]) if pushes else None
             out.append("| %s | %d | %s | %s | %s | %s | %s | %s | %d | %s |" % (
                 NAMES[who], conns, fmt(w.agg(who, conns, "rps")),
