@@ -151,7 +151,7 @@ def webhook_section(w, out, targets):
                "(utime+stime delta of the nginx worker / of redis-server) / responses.\n"
                % (w.meta.get("duration_s"), w.meta.get("cpu_srv"), w.meta.get("cpu_cli"),
                   w.meta.get("rounds")))
-    out.append("| contender | conns | req/s | p50 ms | p99 ms | nginx CPU us/req | redis CPU us/req | Redis commands per read | non-2xx | pushes vs 2xx |")
+    out.append("| contender | conns | req/s | p50 ms | p99 ms | nginx CPU us/req | redis CPU us/req | pushes per Redis read | non-2xx | pushes vs 2xx |")
     out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for conns in w.conns:
         for who in w.contenders:
