@@ -18,6 +18,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 src=${PB_NGINX_SRC:-/usr/share/nginx/src}
 builddir=${PB_BUILD_DIR:-$root/build/nginx}
+case $builddir in /*) ;; *) builddir=$PWD/$builddir ;; esac
 cflags=${PB_MODULE_CFLAGS:-}
 ldflags=${PB_MODULE_LDFLAGS:-}
 

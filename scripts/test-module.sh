@@ -6,8 +6,15 @@
 # Environment:
 #   PB_TEST_REDIS_PORT   Redis for the suites (default 6399)
 #   PB_MODULE_SUITES     suites to run (default: t/0*.t)
-#   PB_SKIP_VALGRIND=1   only the normal run
-#   PB_ONLY_VALGRIND=1   only the valgrind run
+#   PB_MEMCHECK          valgrind (default), asan, both or none: the second
+#                        run(s).  asan builds the module with
+#                        -fsanitize=address into build/nginx-asan and runs
+#                        nginx with libasan preloaded; any ASan error, or a
+#                        leak whose stack goes through the module, hiredis
+#                        or jansson, fails (nginx core's own exit-time
+#                        leaks are ignored).
+#   PB_SKIP_VALGRIND=1   same as PB_MEMCHECK=none
+#   PB_ONLY_VALGRIND=1   skip the normal run
 #   TEST_NGINX_BINARY    nginx to test (default /usr/sbin/nginx)
 #
 # The real Test::Nginx is used when `perl -MTest::Nginx::Socket -e1` works;
@@ -49,7 +56,10 @@ if [ -z "${PB_ONLY_VALGRIND:-}" ]; then
     prove "${suites[@]}" || rc=1
 fi
 
-if [ -z "${PB_SKIP_VALGRIND:-}" ]; then
+memcheck=${PB_MEMCHECK:-valgrind}
+[ -n "${PB_SKIP_VALGRIND:-}" ] && memcheck=none
+
+if [ "$memcheck" = valgrind ] || [ "$memcheck" = both ]; then
     echo "== module suites under valgrind"
     vlog=$logdir/valgrind.log
     # prove from the repository root: Test::Nginx picks ./valgrind.suppress
@@ -64,6 +74,64 @@ if [ -z "${PB_SKIP_VALGRIND:-}" ]; then
         rc=1
     else
         echo "valgrind: no report"
+    fi
+fi
+
+if [ "$memcheck" = asan ] || [ "$memcheck" = both ]; then
+    echo "== module suites under AddressSanitizer"
+    asan_build=$root/build/nginx-asan
+    PB_BUILD_DIR=$asan_build \
+    PB_MODULE_CFLAGS="-O1 -fsanitize=address -fno-omit-frame-pointer" \
+        scripts/build-module.sh
+
+    asan_dir=$logdir/asan
+    rm -rf "$asan_dir"
+    mkdir -p "$asan_dir"
+
+    # only nginx gets libasan: preloading it into perl, curl or redis-cli
+    # is neither needed nor safe
+    wrapper=$logdir/nginx-asan
+    cat > "$wrapper" <<WRAP
+#!/bin/sh
+LD_PRELOAD=$(gcc -print-file-name=libasan.so) \\
+ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0:log_path=$asan_dir/asan \\
+exec $TEST_NGINX_BINARY "\$@"
+WRAP
+    chmod +x "$wrapper"
+
+    TEST_NGINX_BINARY=$wrapper \
+    PB_MODULE_SO=$asan_build/ngx_http_phantombuster_module.so \
+        prove "${suites[@]}" > "$logdir/asan.log" 2>&1 \
+        || { rc=1; echo "test-module.sh: suites failed under ASan"; }
+    tail -n 3 "$logdir/asan.log"
+
+    # a leak record runs from its "leak of" line to the next blank line;
+    # nginx core's exit-time leaks are indirect (the event arrays) or come
+    # from ngx_set_environment / PCRE2; anything else direct, or anything
+    # through the module, hiredis or jansson (the module's frames show as
+    # <unknown module> once nginx has unloaded it at exit), is reported
+    bad=$(cat "$asan_dir"/asan.* 2>/dev/null | awk '
+        function flush() {
+            if (rec != "" && (mod || (direct && !core))) print head
+            rec = ""; head = ""; mod = 0; direct = 0; core = 0
+        }
+        /ERROR: AddressSanitizer/ { flush(); print; next }
+        /^(Direct|Indirect) leak/ {
+            flush(); rec = $0; head = $0; direct = /^Direct/; next
+        }
+        /^$/ { flush(); next }
+        rec != "" {
+            if (/phantombuster|hiredis|jansson|pb_|unknown module/) mod = 1
+            if (/pcre2_compile_context_create|ngx_set_environment/) core = 1
+        }
+        END { flush() }')
+    if [ -n "$bad" ]; then
+        echo "test-module.sh: AddressSanitizer reports" \
+             "(logs in $asan_dir):"
+        echo "$bad" | head -n 50
+        rc=1
+    else
+        echo "asan: no report about the module"
     fi
 fi
 
