@@ -149,6 +149,44 @@ q_raw() {
     rm -f "$sql"
 }
 
+# q_profile: why the drain is slow.  A separate short drain into SQLite
+# (so the measured one is not slowed by perf): pb-worker sampled with DWARF
+# call graphs, Redis' per-command counters divided by the rows written.
+q_profile() {
+    if ! command -v perf >/dev/null; then
+        note "no worker profile: perf not installed (linux-perf)"
+        return 0
+    fi
+    local db=$Q_DIR/profile.db wpid rows
+    log "== 2b. profile of the drain (pb-worker, SQLite)"
+    q_migrate sqlite "sqlite:$db" "$db"
+    python3 "$HERE/gen.py" envelopes 20000 "$QUEUE" | rcli --pipe >/dev/null
+    rcli CONFIG RESETSTAT >/dev/null
+    q_env
+    "${Q_ENV[@]}" AUDIT_DATABASE_URL="sqlite:$db" taskset -c "$CPU_CLI" "$WORKER_BIN" \
+        2>>"$Q_DIR/worker-profile.log" &
+    wpid=$!
+    BG_PIDS+=("$wpid")
+    sleep 1
+    perf record -q -F 499 --call-graph dwarf,16384 -e cpu-clock -p "$wpid" \
+        -o "$B/perf-worker.data" -- sleep 4 >/dev/null 2>&1 || true
+    stop_pid "$wpid"
+    rows=$(q_rows sqlite "$db")
+    {
+        echo "## pb-worker: self time by shared object"
+        perf report -i "$B/perf-worker.data" --stdio --no-children --sort dso -g none 2>/dev/null \
+            | grep '%' | head -10 || true
+        echo "## pb-worker: inclusive time by function"
+        perf report -i "$B/perf-worker.data" --stdio --children --sort symbol -g none 2>/dev/null \
+            | grep '%' | grep -v '\[k\]' | grep -v ' 0x0000' \
+            | grep -E 'pb_|turn|sqlite3_prepare|sqlite3_step|sqlite3VdbeHalt|CommitPhase|sqlite3WalFrames|redisGetReply|redisBufferWrite|redisBufferRead|json_|fdatasync|pwrite' \
+            | head -30 || true
+        echo "## redis: commands per row"
+        rcli INFO commandstats | tr -d '\r' | grep '^cmdstat_' | sort -t= -k3 -rn | head -15 || true
+    } >"$B/profile-worker.txt"
+    rec section=wprofile rows="$rows" file="$B/profile-worker.txt"
+}
+
 bench_queue() {
     log "== 2. queue throughput ($BENCH_QUEUE_N envelopes)"
     if [ ! -x "$WORKER_BIN" ]; then
@@ -170,6 +208,10 @@ bench_queue() {
         pg_sql postgres "DROP DATABASE IF EXISTS pb_bench_raw WITH (FORCE)" >/dev/null || true
     else
         note "NOT RUN: queue throughput with PostgreSQL (scripts/postgres.sh start $PG_PORT failed or psql missing)"
+    fi
+    if [ "$BENCH_PROFILE" = always ] || { [ "$BENCH_PROFILE" = auto ] \
+            && ! python3 "$HERE/report.py" --records "$RECORDS" --check-queue >/dev/null; }; then
+        q_profile
     fi
     rm -f "$Q_DIR"/*.db*
 }

@@ -416,6 +416,55 @@ def check_webhook(recs):
     return 1 if misses else 0
 
 
+def check_queue(recs):
+    runs = [r for r in recs if r.get("section") == "queue"]
+    bad = []
+    for backend in ("sqlite", "postgresql"):
+        w = next((r for r in runs if r["kind"] == "worker" and r["backend"] == backend), None)
+        raw = next((r for r in runs if r["kind"] == "raw" and r["backend"] == backend), None)
+        if w and raw and w["elapsed_us"] and raw["elapsed_us"]:
+            rr = (w["rows"] / w["elapsed_us"]) / (raw["rows"] / raw["elapsed_us"])
+            if rr < T_DRAIN:
+                bad.append("drain %s %.3fx < %.1fx" % (backend, rr, T_DRAIN))
+    print("\n".join(bad))
+    return 1 if bad else 0
+
+
+def wprofile_section(recs, out):
+    prof = next((r for r in recs if r.get("section") == "wprofile"), None)
+    if not prof or not os.path.exists(str(prof.get("file", ""))):
+        return
+    parts, cur = {}, None
+    with open(prof["file"]) as f:
+        for line in f:
+            if line.startswith("## "):
+                cur = line[3:].strip()
+                parts[cur] = []
+            elif cur:
+                parts[cur].append(line.rstrip())
+    rows = prof["rows"] or 1
+    out.append("### Profile of the drain (pb-worker into SQLite)\n")
+    out.append("A separate drain of 20,000 envelopes, pb-worker sampled for 4 s "
+               "(`perf record --call-graph dwarf`); Redis counters over the %s rows written.\n" % fmt(rows))
+    pct = re.compile(r"^\s*([0-9.]+)%\s+(?:([0-9.]+)%\s+)?(.*?)\s*(?:-\s+-\s*)?$")
+    for name, title in (("pb-worker: self time by shared object", "pb-worker, self time by object"),
+                        ("pb-worker: inclusive time by function", "pb-worker, inclusive time")):
+        out.append("| %s | share |" % title)
+        out.append("|---|---:|")
+        for line in parts.get(name, []):
+            m = pct.match(line)
+            if m:
+                out.append("| %s | %.1f%% |" % (m.group(3).replace("[.] ", "").strip(), float(m.group(1))))
+        out.append("")
+    out.append("| Redis command | calls per row | us per call |")
+    out.append("|---|---:|---:|")
+    for line in parts.get("redis: commands per row", []):
+        m = re.match(r"cmdstat_(\w+):calls=(\d+),usec=(\d+),usec_per_call=([0-9.]+)", line)
+        if m:
+            out.append("| %s | %.2f | %s |" % (m.group(1).upper(), int(m.group(2)) / rows, m.group(4)))
+    out.append("")
+
+
 def chart(w, path, data_dir):
     if not w.contenders:
         return None
@@ -469,6 +518,7 @@ def main():
     ap.add_argument("--records", required=True)
     ap.add_argument("--out")
     ap.add_argument("--check-webhook", action="store_true")
+    ap.add_argument("--check-queue", action="store_true")
     ap.add_argument("--chart")
     ap.add_argument("--data-dir", default=".")
     ap.add_argument("--root", default=".")
@@ -477,6 +527,8 @@ def main():
     recs, notes = load(a.records)
     if a.check_webhook:
         sys.exit(check_webhook(recs))
+    if a.check_queue:
+        sys.exit(check_queue(recs))
     meta = {}
     for r in recs:
         if r.get("section") == "meta":
@@ -502,6 +554,7 @@ def main():
     slow_section(recs, body, targets)
     profile_section(recs, body)
     queue_section(recs, body, targets)
+    wprofile_section(recs, body)
     memory_section(recs, body, targets)
     api_section(recs, body, targets)
 
