@@ -8,7 +8,9 @@
 # Knobs (environment): DEMO_RUN_SECONDS (3), DEMO_TIMEOUT (SEQUENTIAL_QUEUE_TIMEOUT, 6),
 # DEMO_DROP (1: the simulator drops one webhook, the timeout monitor recovers it; 0: off),
 # DEMO_FAIL (1: one run exits 87, "LinkedIn session cookie expired"; 0: off),
-# DEMO_DEADLINE (240 s for the whole run).
+# DEMO_DEADLINE (240 s for the whole run), DEMO_KEEP (1: keep everything running at the end,
+# for the status page, until Ctrl-C).  The status page is at
+# http://127.0.0.1:8480/phantombuster/ while the demo runs (docs/status.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -19,6 +21,7 @@ PBCTL=$ROOT/build/worker/pbctl
 REDIS_PORT=6398 NGINX_PORT=8480 SIM_PORT=8490
 API_KEY=demo-api-key
 SECRET=demo-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+ADMIN_TOKEN=admin-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
 AGENT=4717388215573025
 RUN_SECONDS=${DEMO_RUN_SECONDS:-3}
 QUEUE_TIMEOUT=${DEMO_TIMEOUT:-6}
@@ -103,9 +106,30 @@ http {
             phantombuster_redis_timeout 2s;
             phantombuster_dedupe 24h;
         }
+
+        # the operator's side (docs/status.md, docs/metrics.md); a real
+        # deployment puts these behind auth_basic or allow/deny
+        location /phantombuster/ {
+            alias $ROOT/html/phantombuster/;
+            types { text/html html; text/css css; application/javascript js; }
+        }
+        location = /phantombuster/status.json {
+            phantombuster_status;
+            phantombuster_redis 127.0.0.1:$REDIS_PORT;
+        }
+        location = /phantombuster/admin {
+            phantombuster_admin;
+            phantombuster_admin_token_file $DIR/admin-token;
+            phantombuster_redis 127.0.0.1:$REDIS_PORT;
+        }
+        location = /phantombuster/metrics {
+            phantombuster_metrics;
+            phantombuster_redis 127.0.0.1:$REDIS_PORT;
+        }
     }
 }
 EOF
+(umask 077; printf '%s\n' "$ADMIN_TOKEN" >"$DIR/admin-token")
 say "nginx + ngx_http_phantombuster_module on 127.0.0.1:$NGINX_PORT"
 /usr/sbin/nginx -p "$DIR/nginx/" -c "$DIR/nginx/conf/nginx.conf" -e "$DIR/nginx/logs/error.log" &
 NGINX_PID=$!
@@ -140,6 +164,7 @@ bar() {  # done total [running job]
         "$(printf '%*s' $((width - fill)) '' | tr ' ' '.')" "$done" "$total" "${3:+running: $3}"
 }
 
+say "Status page: http://127.0.0.1:$NGINX_PORT/phantombuster/ (admin token: $ADMIN_TOKEN)"
 say "Enqueueing ${#COMPANIES[@]} companies with pbctl; then one line per state change"
 declare -A NAME LAST
 JOBS=()
@@ -214,6 +239,19 @@ print("  simulator: %d launches, max %d running at once, %d HTTP 429, %d refusal
 print("             %d containers/fetch polls, webhooks: %d sent, %d dropped"
       % (s["polls"], s["webhooks_sent"], s["webhooks_dropped"]))'
 
+say "The status JSON and the metrics nginx serves (/phantombuster/status.json, /phantombuster/metrics)"
+curl -fsS "127.0.0.1:$NGINX_PORT/phantombuster/status.json" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+c = s["counts"]
+print("  status: lane %s, %d pending, %d running, %d done, %d dead; last webhook %.1fs ago; average run %.1fs"
+      % (s["lane"]["state"], c["pending"], c["running"], c["done"], c["dead"],
+         (s["webhooks"]["last_age_ms"] or 0) / 1000,
+         max([a["avg_run_ms"] for a in s["agents"].values()] or [0]) / 1000))'
+curl -fsS "127.0.0.1:$NGINX_PORT/phantombuster/metrics" \
+    | grep -E '^phantombuster_(webhook_requests_total\{result="(queued|duplicate)"\}|launches_total|runs_completed_total|run_failures_total|polls_total|redis_push_duration_seconds_count|redis_up)' \
+    | sed 's/^/  /'
+
 say "Audit rows (sqlite3 build/demo/audit.db)"
 sqlite3 -header -column "$DIR/audit.db" "SELECT id, job_id, status, phantom_container_id,
     substr(webhook_payload, 1, 40) AS webhook_payload, substr(metadata, 1, 40) AS metadata,
@@ -227,3 +265,8 @@ WORKER_PID=''
 curl -fsS -XPOST "127.0.0.1:$SIM_PORT/_sim/reset" -d '{}' >/dev/null
 python3 scripts/naive-launcher.py --api-url "http://127.0.0.1:$SIM_PORT" --api-key "$API_KEY" \
     --agent "$AGENT" --jobs "${#JOBS[@]}" | sed 's/^/  /'
+
+if [ "${DEMO_KEEP:-0}" = 1 ]; then
+    say "Still running for the status page: http://127.0.0.1:$NGINX_PORT/phantombuster/ (Ctrl-C stops everything)"
+    while :; do sleep 3600; done
+fi
