@@ -547,6 +547,9 @@ def main():
         out.append("| %s | %s |" % (k, v))
     if meta.get("finished") and meta.get("started"):
         out.append("| bench runtime | %d s |" % (meta["finished"] - meta["started"]))
+    if meta.get("load_start"):
+        out.append("| load average 1/5/15 min, start / end (other work on the machine) | %s / %s |"
+                   % (meta["load_start"], meta.get("load_end", "?")))
     out.append("")
 
     body = []

@@ -37,8 +37,9 @@ trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
 started=$(date +%s)
+loadavg() { cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/'; }
 rec section=meta started="$started" cpu_srv="$CPU_SRV" cpu_cli="$CPU_CLI" \
-    duration_s="$BENCH_DURATION" rounds="$BENCH_ROUNDS"
+    duration_s="$BENCH_DURATION" rounds="$BENCH_ROUNDS" load_start="$(loadavg)"
 
 redis_start
 
@@ -54,7 +55,7 @@ done
 
 bench_cleanup
 trap - EXIT
-rec section=meta finished="$(date +%s)"
+rec section=meta finished="$(date +%s)" load_end="$(loadavg)"
 
 stamp=$(date -u +%Y-%m-%dT%H%M%SZ)
 python3 "$HERE/report.py" --records "$RECORDS" --out "$BENCH/results/$stamp.md" \
