@@ -29,8 +29,8 @@ static ngx_int_t ngx_http_phantombuster_process(ngx_http_request_t *r,
     ngx_http_phantombuster_ctx_t *ctx);
 static void ngx_http_phantombuster_push_done(ngx_http_phantombuster_op_t *op,
     ngx_uint_t result);
-static void ngx_http_phantombuster_resume(ngx_event_t *ev);
-static void ngx_http_phantombuster_timeout(ngx_event_t *ev);
+static ngx_int_t ngx_http_phantombuster_pushed(ngx_http_request_t *r,
+    ngx_http_phantombuster_query_t *q);
 static void ngx_http_phantombuster_cleanup(void *data);
 static ngx_int_t ngx_http_phantombuster_answer(ngx_http_request_t *r,
     ngx_http_phantombuster_ctx_t *ctx);
@@ -89,8 +89,6 @@ ngx_http_phantombuster_handler(ngx_http_request_t *r)
     if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    ctx->timeout = plcf->timeout;
 
     /*
      * The body API takes its own reference on the request; the content
@@ -467,26 +465,12 @@ ngx_http_phantombuster_process(ngx_http_request_t *r,
         return ngx_http_phantombuster_answer(r, ctx);
     }
 
-    ctx->op = op;
+    /* the answer if phantombuster_redis_timeout comes first */
 
-    /*
-     * Not cancelable: a worker that shuts down gracefully waits for the
-     * pushes in flight and answers them before it exits.
-     */
+    ctx->push_result = NGX_HTTP_PHANTOMBUSTER_UNAVAILABLE;
+    ctx->query.done = ngx_http_phantombuster_pushed;
 
-    ctx->timer.handler = ngx_http_phantombuster_timeout;
-    ctx->timer.data = r;
-    ctx->timer.log = r->connection->log;
-
-    ctx->resume.handler = ngx_http_phantombuster_resume;
-    ctx->resume.data = r;
-    ctx->resume.log = r->connection->log;
-
-    ngx_add_timer(&ctx->timer, ctx->timeout);
-
-    /* a client that goes away now terminates the request (cleanup below) */
-
-    r->read_event_handler = ngx_http_test_reading;
+    ngx_http_phantombuster_query_wait(r, &ctx->query, op);
 
     return NGX_DONE;
 }
@@ -587,97 +571,27 @@ static void
 ngx_http_phantombuster_push_done(ngx_http_phantombuster_op_t *op,
     ngx_uint_t result)
 {
-    ngx_http_request_t            *r;
     ngx_http_phantombuster_ctx_t  *ctx;
 
-    r = op->request;
-    ctx = ngx_http_get_module_ctx(r, ngx_http_phantombuster_module);
+    ctx = ngx_http_get_module_ctx(op->request, ngx_http_phantombuster_module);
 
-    op->request = NULL;
-    ctx->op = NULL;
     ctx->push_result = result;
 
-    if (ctx->timer.timer_set) {
-        ngx_del_timer(&ctx->timer);
-    }
-
-    ngx_post_event(&ctx->resume, &ngx_posted_events);
+    ngx_http_phantombuster_query_wake(&ctx->query);
 }
 
 
-static void
-ngx_http_phantombuster_resume(ngx_event_t *ev)
+/* Resumed (or timed out: push_result says unavailable), answer. */
+
+static ngx_int_t
+ngx_http_phantombuster_pushed(ngx_http_request_t *r,
+    ngx_http_phantombuster_query_t *q)
 {
-    ngx_int_t                      rc;
-    ngx_connection_t              *c;
-    ngx_http_request_t            *r;
     ngx_http_phantombuster_ctx_t  *ctx;
 
-    r = ev->data;
-    c = r->connection;
-
-    ngx_http_set_log_request(c->log, r);
-
-    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0,
-                   "phantombuster resume");
-
     ctx = ngx_http_get_module_ctx(r, ngx_http_phantombuster_module);
 
-    rc = ngx_http_phantombuster_answer(r, ctx);
-
-    ngx_http_finalize_request(r, rc);
-    ngx_http_run_posted_requests(c);
-}
-
-
-static void
-ngx_http_phantombuster_timeout(ngx_event_t *ev)
-{
-    ngx_int_t                        rc;
-    ngx_uint_t                       generation;
-    ngx_connection_t                *c;
-    ngx_http_request_t              *r;
-    ngx_http_phantombuster_ctx_t    *ctx;
-    ngx_http_phantombuster_redis_t  *rs;
-
-    r = ev->data;
-    c = r->connection;
-
-    ngx_http_set_log_request(c->log, r);
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_phantombuster_module);
-
-    ngx_log_error(NGX_LOG_ERR, c->log, 0,
-                  "phantombuster: redis did not answer within %M ms",
-                  ctx->timeout);
-
-    rs = NULL;
-    generation = 0;
-
-    if (ctx->op) {
-        rs = ctx->op->redis;
-        generation = ctx->op->generation;
-
-        /* the op stays with hiredis, which frees it on the late reply */
-
-        ctx->op->request = NULL;
-        ctx->op = NULL;
-    }
-
-    if (rs) {
-        ngx_http_phantombuster_redis_stalled(rs, generation, ctx->timeout);
-    }
-
-    if (ctx->resume.posted) {
-        ngx_delete_posted_event(&ctx->resume);
-    }
-
-    ctx->push_result = NGX_HTTP_PHANTOMBUSTER_UNAVAILABLE;
-
-    rc = ngx_http_phantombuster_answer(r, ctx);
-
-    ngx_http_finalize_request(r, rc);
-    ngx_http_run_posted_requests(c);
+    return ngx_http_phantombuster_answer(r, ctx);
 }
 
 
@@ -700,24 +614,15 @@ ngx_http_phantombuster_cleanup(void *data)
         return;
     }
 
-    if (ctx->op) {
+    if (ctx->query.op) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "phantombuster: client closed the request while its "
                       "push was pending");
 
         ngx_str_set(&ctx->result, "client closed request");
-
-        ctx->op->request = NULL;
-        ctx->op = NULL;
     }
 
-    if (ctx->timer.timer_set) {
-        ngx_del_timer(&ctx->timer);
-    }
-
-    if (ctx->resume.posted) {
-        ngx_delete_posted_event(&ctx->resume);
-    }
+    ngx_http_phantombuster_query_detach(&ctx->query);
 }
 
 

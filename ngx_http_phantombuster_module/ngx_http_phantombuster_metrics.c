@@ -74,8 +74,6 @@ typedef struct {
 static ngx_int_t ngx_http_phantombuster_metrics_zone(ngx_shm_zone_t *zone,
     void *data);
 static ngx_int_t ngx_http_phantombuster_metrics_log(ngx_http_request_t *r);
-static ngx_int_t ngx_http_phantombuster_metrics_done(ngx_http_request_t *r,
-    ngx_http_phantombuster_query_t *q);
 static u_char *ngx_http_phantombuster_metrics_nginx(u_char *p, u_char *last);
 
 
@@ -225,19 +223,9 @@ ngx_http_phantombuster_count_push(ngx_msec_t ms)
 }
 
 
+/* The answer of a phantombuster_metrics location. */
+
 ngx_int_t
-ngx_http_phantombuster_metrics_handler(ngx_http_request_t *r)
-{
-    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "phantombuster metrics handler");
-
-    return ngx_http_phantombuster_script_handler(r, pb_lua_metrics,
-                                        ngx_http_phantombuster_metrics_sha,
-                                        ngx_http_phantombuster_metrics_done);
-}
-
-
-static ngx_int_t
 ngx_http_phantombuster_metrics_done(ngx_http_request_t *r,
     ngx_http_phantombuster_query_t *q)
 {

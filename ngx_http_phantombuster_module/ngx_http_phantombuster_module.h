@@ -14,6 +14,7 @@
 
 #include "pb_payload.h"
 #include "ngx_http_phantombuster_redis.h"
+#include "ngx_http_phantombuster_status.h"
 
 
 #define NGX_HTTP_PHANTOMBUSTER_DEFAULT_REDIS    "127.0.0.1:6379"
@@ -48,11 +49,8 @@ typedef struct {
     ngx_str_t                          result;
     ngx_str_t                          container_id;
     ngx_str_t                          request_id;
-    ngx_http_phantombuster_op_t       *op;
     ngx_uint_t                         push_result;
-    ngx_msec_t                         timeout;
-    ngx_event_t                        timer;
-    ngx_event_t                        resume;
+    ngx_http_phantombuster_query_t     query;      /* the push in flight */
 } ngx_http_phantombuster_ctx_t;
 
 

@@ -3,10 +3,9 @@
  * Copyright (C) The phantombuster module authors
  *
  * A request that waits for one Redis command on the worker's shared
- * connection: the status, admin and metrics locations use it.  The
- * lifecycle is the webhook's (ngx_http_phantombuster_handler.c): the
- * command travels in an op the Redis side owns once sent, the reply is
- * copied into the request's pool from inside hiredis's callback, and the
+ * connection: the webhook's push and the status, admin and metrics
+ * locations' commands.  The command travels in an op the Redis side owns
+ * once sent; the reply is recorded from inside hiredis's callback, and the
  * request resumes from a posted event, or from its timer, whichever comes
  * first; a request that goes away only detaches from its op.
  */
@@ -28,8 +27,6 @@ static void ngx_http_phantombuster_query_reply(
 static void ngx_http_phantombuster_query_resume(ngx_event_t *ev);
 static void ngx_http_phantombuster_query_timeout(ngx_event_t *ev);
 static void ngx_http_phantombuster_query_cleanup(void *data);
-static void ngx_http_phantombuster_query_detach(
-    ngx_http_phantombuster_query_t *q);
 static void ngx_http_phantombuster_query_finish(
     ngx_http_phantombuster_query_t *q);
 
@@ -91,17 +88,39 @@ ngx_http_phantombuster_query(ngx_http_request_t *r,
     hcln->handler = ngx_http_phantombuster_query_cleanup;
     hcln->data = q;
 
-    q->request = r;
-    q->timeout = plcf->timeout;
     op->request = r;
 
     if (ngx_http_phantombuster_redis_command(plcf->redis, op) != NGX_OK) {
         ngx_free(op);
+        q->request = r;
         q->result = NGX_HTTP_PHANTOMBUSTER_REPLY_FAIL;
         return q->done(r, q);
     }
 
+    ngx_http_phantombuster_query_wait(r, q, op);
+
+    return NGX_DONE;
+}
+
+
+/*
+ * The op is on its way: wait for ngx_http_phantombuster_query_wake() or
+ * for the location's phantombuster_redis_timeout.  The timer is not
+ * cancelable: a worker that shuts down gracefully answers what is in
+ * flight before it exits.
+ */
+
+void
+ngx_http_phantombuster_query_wait(ngx_http_request_t *r,
+    ngx_http_phantombuster_query_t *q, ngx_http_phantombuster_op_t *op)
+{
+    ngx_http_phantombuster_loc_conf_t  *plcf;
+
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_phantombuster_module);
+
+    q->request = r;
     q->op = op;
+    q->timeout = plcf->timeout;
 
     q->timer.handler = ngx_http_phantombuster_query_timeout;
     q->timer.data = q;
@@ -113,23 +132,48 @@ ngx_http_phantombuster_query(ngx_http_request_t *r,
 
     ngx_add_timer(&q->timer, q->timeout);
 
-    r->read_event_handler = ngx_http_test_reading;
+    /* a client that goes away now terminates the request (cleanup) */
 
-    return NGX_DONE;
+    r->read_event_handler = ngx_http_test_reading;
+}
+
+
+/*
+ * Called from inside hiredis's callback once the reply is recorded: the
+ * request resumes from the event loop once hiredis has unwound.
+ */
+
+void
+ngx_http_phantombuster_query_wake(ngx_http_phantombuster_query_t *q)
+{
+    q->op->request = NULL;
+    q->op = NULL;
+
+    if (q->timer.timer_set) {
+        ngx_del_timer(&q->timer);
+    }
+
+    ngx_post_event(&q->resume, &ngx_posted_events);
 }
 
 
 /*
  * The content handler of the status and metrics locations: GET or HEAD,
- * then one of common/pb_status.c's scripts; done answers.
+ * then the location's script of common/pb_status.c.
  */
 
 ngx_int_t
-ngx_http_phantombuster_script_handler(ngx_http_request_t *r,
-    const char *script, u_char *sha, ngx_http_phantombuster_query_pt done)
+ngx_http_phantombuster_script_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                        rc;
-    ngx_http_phantombuster_query_t  *q;
+    ngx_int_t                           rc;
+    ngx_http_phantombuster_query_t     *q;
+    ngx_http_phantombuster_loc_conf_t  *plcf;
+
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_phantombuster_module);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "phantombuster %s handler",
+                   plcf->metrics ? "metrics" : "status");
 
     rc = ngx_http_phantombuster_only_get(r);
     if (rc != NGX_DECLINED) {
@@ -141,9 +185,16 @@ ngx_http_phantombuster_script_handler(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    q->done = done;
+    if (plcf->metrics) {
+        q->done = ngx_http_phantombuster_metrics_done;
+        rc = ngx_http_phantombuster_query_script(r, q, pb_lua_metrics,
+                                            ngx_http_phantombuster_metrics_sha);
 
-    rc = ngx_http_phantombuster_query_script(r, q, script, sha);
+    } else {
+        q->done = ngx_http_phantombuster_pass_reply;
+        rc = ngx_http_phantombuster_query_script(r, q, pb_lua_status,
+                                             ngx_http_phantombuster_status_sha);
+    }
 
     if (rc == NGX_DONE) {
         /* held until the resume or the timer finalizes it */
@@ -251,14 +302,7 @@ ngx_http_phantombuster_query_reply(ngx_http_phantombuster_op_t *op,
                       rr->type);
     }
 
-    op->request = NULL;
-    q->op = NULL;
-
-    if (q->timer.timer_set) {
-        ngx_del_timer(&q->timer);
-    }
-
-    ngx_post_event(&q->resume, &ngx_posted_events);
+    ngx_http_phantombuster_query_wake(q);
 }
 
 
@@ -339,7 +383,7 @@ ngx_http_phantombuster_query_cleanup(void *data)
 
 /* The op stays with hiredis, which frees it when the reply comes. */
 
-static void
+void
 ngx_http_phantombuster_query_detach(ngx_http_phantombuster_query_t *q)
 {
     if (q->op) {

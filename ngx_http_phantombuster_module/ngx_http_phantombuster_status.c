@@ -2,11 +2,11 @@
 /*
  * Copyright (C) The phantombuster module authors
  *
- * phantombuster_status: the queue's status as JSON.  Redis computes it,
- * with the script of common/pb_status.c that pbctl status runs too, and
- * the answer is passed on as it comes; without Redis it is 503
- * {"error":"queue unavailable"}.  Also the directives of the operator's
- * locations and their configuration-time set-up.
+ * The directives of the operator's locations and their configuration-time
+ * set-up.  phantombuster_status: the queue's status as JSON, computed by
+ * Redis with the script of common/pb_status.c that pbctl status runs too,
+ * and passed on as it comes (ngx_http_phantombuster_query.c); without
+ * Redis it is 503 {"error":"queue unavailable"}.
  */
 
 
@@ -29,25 +29,13 @@ u_char  ngx_http_phantombuster_status_sha[41];
 u_char  ngx_http_phantombuster_metrics_sha[41];
 
 
-ngx_int_t
-ngx_http_phantombuster_status_handler(ngx_http_request_t *r)
-{
-    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "phantombuster status handler");
-
-    return ngx_http_phantombuster_script_handler(r, pb_lua_status,
-                                        ngx_http_phantombuster_status_sha,
-                                        ngx_http_phantombuster_pass_reply);
-}
-
-
 char *
 ngx_http_phantombuster_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_phantombuster_loc_conf_t *plcf = conf;
 
     return ngx_http_phantombuster_set_handler(cf, &plcf->status,
-                                        ngx_http_phantombuster_status_handler);
+                                       ngx_http_phantombuster_script_handler);
 }
 
 
@@ -68,7 +56,7 @@ ngx_http_phantombuster_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_http_phantombuster_loc_conf_t *plcf = conf;
 
     return ngx_http_phantombuster_set_handler(cf, &plcf->metrics,
-                                      ngx_http_phantombuster_metrics_handler);
+                                       ngx_http_phantombuster_script_handler);
 }
 
 

@@ -55,8 +55,13 @@ struct ngx_http_phantombuster_query_s {
 ngx_int_t ngx_http_phantombuster_query(ngx_http_request_t *r,
     ngx_http_phantombuster_query_t *q, ngx_uint_t argc, ngx_str_t *argv,
     const char *script);
-ngx_int_t ngx_http_phantombuster_script_handler(ngx_http_request_t *r,
-    const char *script, u_char *sha, ngx_http_phantombuster_query_pt done);
+void ngx_http_phantombuster_query_wait(ngx_http_request_t *r,
+    ngx_http_phantombuster_query_t *q, ngx_http_phantombuster_op_t *op);
+void ngx_http_phantombuster_query_wake(ngx_http_phantombuster_query_t *q);
+void ngx_http_phantombuster_query_detach(ngx_http_phantombuster_query_t *q);
+ngx_int_t ngx_http_phantombuster_script_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_phantombuster_metrics_done(ngx_http_request_t *r,
+    ngx_http_phantombuster_query_t *q);
 ngx_int_t ngx_http_phantombuster_pass_reply(ngx_http_request_t *r,
     ngx_http_phantombuster_query_t *q);
 ngx_int_t ngx_http_phantombuster_only_get(ngx_http_request_t *r);
@@ -68,9 +73,7 @@ ngx_int_t ngx_http_phantombuster_json(ngx_http_request_t *r,
 
 
 /* the content handlers and directives of the three locations */
-ngx_int_t ngx_http_phantombuster_status_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_phantombuster_admin_handler(ngx_http_request_t *r);
-ngx_int_t ngx_http_phantombuster_metrics_handler(ngx_http_request_t *r);
 
 char *ngx_http_phantombuster_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

@@ -6,18 +6,12 @@ use Test::Nginx::Socket 'no_plan';
 use t::PB;
 use t::PBStatus;
 
-# Blocks without a config (or a request) get these.
-add_block_preprocessor(sub {
-    my ($block) = @_;
-
-    $block->set_value('config', <<'EOF') unless defined $block->config;
+t::PBStatus::defaults(config => <<'EOF', request => 'GET /status');
     location = /status {
         phantombuster_status;
         phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT db=$TEST_NGINX_STATUS_DB;
     }
 EOF
-    $block->set_value('request', 'GET /status') unless defined $block->request;
-});
 
 no_shuffle();
 run_tests();

@@ -30,17 +30,12 @@ sub main::prometheus_ok {
     Test::More::is(join("\n", @bad), '', "$name - valid Prometheus text");
 }
 
-# Blocks without a config (or a request) get these.
-add_block_preprocessor(sub {
-    my ($block) = @_;
-
-    $block->set_value('config', <<'EOF') unless defined $block->config;
+t::PBStatus::defaults(config => <<'EOF');
     location = /metrics {
         phantombuster_metrics;
         phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT db=$TEST_NGINX_STATUS_DB;
     }
 EOF
-});
 
 no_shuffle();
 run_tests();
@@ -66,6 +61,7 @@ t::PB::expect(check => sub {
         'phantombuster_run_failures_total{exit_message="agent crashed"} 1',
         'phantombuster_polls_total 0',
         'phantombuster_timeouts_total 0',
+        'phantombuster_launches_in_doubt_total 0',
         'phantombuster_workers_alive 1',
         'phantombuster_paused 0',
         'phantombuster_run_duration_average_seconds{agent="A"} 10',

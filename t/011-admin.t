@@ -15,18 +15,13 @@ sub main::commands {
            t::PB::redis_list('phantombuster:control:commands', $t::PBStatus::Db);
 }
 
-# Blocks without a config (or a request) get these.
-add_block_preprocessor(sub {
-    my ($block) = @_;
-
-    $block->set_value('config', <<'EOF') unless defined $block->config;
+t::PBStatus::defaults(config => <<'EOF');
     location = /admin {
         phantombuster_admin;
         phantombuster_admin_token s3cret-token;
         phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT db=$TEST_NGINX_STATUS_DB;
     }
 EOF
-});
 
 no_shuffle();
 run_tests();

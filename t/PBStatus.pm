@@ -25,6 +25,21 @@ $ENV{TEST_NGINX_STATUS_DB} = $Db;
 sub redis { t::PB::redis('-n', $Db, @_) }
 
 
+# Blocks without a config (or a request) get these.
+sub defaults {
+    my (%d) = @_;
+
+    Test::Nginx::Socket::add_block_preprocessor(sub {
+        my ($block) = @_;
+
+        for my $section (sort keys %d) {
+            $block->set_value($section, $d{$section})
+                unless defined $block->$section;
+        }
+    });
+}
+
+
 sub now_ms { int(Time::HiRes::time() * 1000) }
 
 
