@@ -107,7 +107,8 @@ WRAP
 
     # a leak record runs from its "leak of" line to the next blank line;
     # nginx core's exit-time leaks are indirect (the event arrays) or come
-    # from ngx_set_environment / PCRE2; anything else direct, or anything
+    # from ngx_set_environment, PCRE2 or the init cycle's pool (nginx -V,
+    # a configuration that fails); anything else direct, or anything
     # through the module, hiredis or jansson (the module's frames show as
     # <unknown module> once nginx has unloaded it at exit), is reported
     bad=$(cat "$asan_dir"/asan.* 2>/dev/null | awk '
@@ -122,7 +123,7 @@ WRAP
         /^$/ { flush(); next }
         rec != "" {
             if (/phantombuster|hiredis|jansson|pb_|unknown module/) mod = 1
-            if (/pcre2_compile_context_create|ngx_set_environment/) core = 1
+            if (/pcre2_compile_context_create|ngx_set_environment|ngx_create_pool \(/) core = 1
         }
         END { flush() }')
     if [ -n "$bad" ]; then

@@ -291,8 +291,8 @@ t::PB::expect(len => [(0) x 70], each => sub {
     if ($i == 69) {
         my $fds = t::PB::fd_count();
         Test::More::ok($fds > 0, "nginx has $fds descriptors open");
-        Test::More::is($fds, $t::PB::Stash{fd0},
-                       'as many as after the first failed connect');
+        Test::More::cmp_ok($fds, '<=', $t::PB::Stash{fd0},
+                           'no more than after the first failed connect');
     }
 });
 --- request eval
@@ -330,8 +330,8 @@ unlink $trace;
 my $have = system('sh', '-c', 'command -v strace >/dev/null') == 0;
 $t::PB::Stash{strace} = $have ? fork() : 0;
 if ($have && $t::PB::Stash{strace} == 0) {
-    exec 'strace', '-f', '-qq', '-e', 'trace=close', '-o', $trace,
-         '-p', t::PB::nginx_pid();
+    { exec 'strace', '-f', '-qq', '-e', 'trace=close', '-o', $trace,
+           '-p', t::PB::nginx_pid(); }
     POSIX::_exit(127);
 }
 Time::HiRes::sleep(0.5);
