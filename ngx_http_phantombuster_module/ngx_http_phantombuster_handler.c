@@ -21,6 +21,11 @@
 #define NGX_HTTP_PHANTOMBUSTER_RETRY_AFTER  "1"
 
 
+static ngx_int_t ngx_http_phantombuster_refuse(ngx_http_request_t *r,
+    ngx_http_phantombuster_ctx_t *ctx, ngx_uint_t status, const char *reason);
+#if (NGX_HTTP_V2)
+static void ngx_http_phantombuster_refuse_handler(ngx_http_request_t *r);
+#endif
 static ngx_int_t ngx_http_phantombuster_redact(ngx_http_request_t *r);
 static ngx_int_t ngx_http_phantombuster_check_secret(ngx_http_request_t *r,
     ngx_http_phantombuster_loc_conf_t *plcf);
@@ -72,18 +77,18 @@ ngx_http_phantombuster_handler(ngx_http_request_t *r)
         ngx_str_set(&h->key, "Allow");
         ngx_str_set(&h->value, "POST");
 
-        return ngx_http_phantombuster_reject(r, ctx, NGX_HTTP_NOT_ALLOWED,
+        return ngx_http_phantombuster_refuse(r, ctx, NGX_HTTP_NOT_ALLOWED,
                                              "method not allowed");
     }
 
     rc = ngx_http_phantombuster_check_secret(r, plcf);
 
     if (rc == NGX_HTTP_UNAUTHORIZED) {
-        return ngx_http_phantombuster_reject(r, ctx, rc, "missing secret");
+        return ngx_http_phantombuster_refuse(r, ctx, rc, "missing secret");
     }
 
     if (rc == NGX_HTTP_FORBIDDEN) {
-        return ngx_http_phantombuster_reject(r, ctx, rc, "invalid secret");
+        return ngx_http_phantombuster_refuse(r, ctx, rc, "invalid secret");
     }
 
     if (rc != NGX_OK) {
@@ -109,6 +114,59 @@ ngx_http_phantombuster_handler(ngx_http_request_t *r)
 
     return NGX_DONE;
 }
+
+
+/*
+ * Refuses a webhook before its body is read.  Over HTTP/1.x the body is
+ * discarded as usual.  Over HTTP/2 an answer that goes out before the
+ * client has sent its whole body makes nginx reset the stream
+ * (RST_STREAM NO_ERROR), which clients such as curl report as a failed
+ * request instead of the 401/403/405: there the body is read first (it is
+ * bounded by client_max_body_size), then refused.
+ */
+
+static ngx_int_t
+ngx_http_phantombuster_refuse(ngx_http_request_t *r,
+    ngx_http_phantombuster_ctx_t *ctx, ngx_uint_t status, const char *reason)
+{
+#if (NGX_HTTP_V2)
+    ngx_int_t  rc;
+
+    if (r->stream) {
+        ctx->refuse_status = status;
+        ctx->refuse_reason = reason;
+
+        rc = ngx_http_read_client_request_body(r,
+                                     ngx_http_phantombuster_refuse_handler);
+
+        if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+            return rc;
+        }
+
+        return NGX_DONE;
+    }
+#endif
+
+    return ngx_http_phantombuster_reject(r, ctx, status, reason);
+}
+
+
+#if (NGX_HTTP_V2)
+
+static void
+ngx_http_phantombuster_refuse_handler(ngx_http_request_t *r)
+{
+    ngx_http_phantombuster_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_phantombuster_module);
+
+    ngx_http_finalize_request(r,
+                              ngx_http_phantombuster_reject(r, ctx,
+                                                        ctx->refuse_status,
+                                                        ctx->refuse_reason));
+}
+
+#endif
 
 
 /*

@@ -50,6 +50,8 @@ typedef struct {
     ngx_str_t                          container_id;
     ngx_str_t                          request_id;
     ngx_uint_t                         push_result;
+    ngx_uint_t                         refuse_status;
+    const char                        *refuse_reason;
     ngx_http_phantombuster_query_t     query;      /* the push in flight */
 } ngx_http_phantombuster_ctx_t;
 

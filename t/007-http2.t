@@ -126,6 +126,16 @@ my @a = main::post(main::h2('/hook?secret=s3cret'), '{"containerId":',
                    '--http2-prior-knowledge');
 my @b = main::post(main::h2('/hook?secret=nope'), t::PB::payload(),
                    '--http2-prior-knowledge');
+# refused before the body is read: nginx must not reset the stream under
+# the client (curl then reports a framing error instead of the status)
+my %codes;
+for my $i (1 .. 20) {
+    my @r = main::post(main::h2($i % 2 ? '/hook?secret=nope' : '/hook'),
+                       t::PB::payload(resultObject => 'r' x 3000),
+                       '--http2-prior-knowledge');
+    $codes{$r[0]}++;
+}
+$t::PB::Stash{codes} = join ',', map { "$_ x$codes{$_}" } sort keys %codes;
 my $c = t::PB::curl('--http2-prior-knowledge', '-i',
                     main::h2('/hook?secret=s3cret'));
 $t::PB::Stash{r} = [\@a, \@b, $c];
@@ -135,6 +145,8 @@ t::PB::expect(len => 0, check => sub {
                    'bad JSON over HTTP/2');
     Test::More::is("$b->[0] $b->[2]", '403 {"error":"invalid secret"}',
                    'wrong secret over HTTP/2');
+    Test::More::is($t::PB::Stash{codes}, '401 x10,403 x10',
+                   'twenty refusals over HTTP/2 all reach the client');
     Test::More::like($c, qr{^HTTP/2 405}, 'GET over HTTP/2 is 405');
     Test::More::like($c, qr{^allow: POST\r?$}mi, 'with Allow: POST');
 });
