@@ -83,6 +83,12 @@ pb_envelope_parse(const char *data, size_t len, pb_envelope_t *envelope,
 
     memset(envelope, 0, sizeof(*envelope));
 
+    /* the envelope adds one level around the payload the module checked */
+    if (pb_json_depth_exceeds(data, len, PB_PAYLOAD_MAX_DEPTH + 1)) {
+        *reason = "json nested too deeply";
+        return -1;
+    }
+
     root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &error);
     if (root == NULL) {
         *reason = "envelope is not valid json";

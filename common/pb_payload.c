@@ -12,8 +12,8 @@
  * a cheap scan first keeps hostile bodies from costing that much stack
  * and time.  Brackets inside strings do not count.
  */
-static int
-pb_depth_exceeds(const char *data, size_t len, int max_depth)
+int
+pb_json_depth_exceeds(const char *data, size_t len, int max_depth)
 {
     int     depth = 0, in_string = 0;
     size_t  i;
@@ -201,7 +201,7 @@ pb_payload_parse(const char *data, size_t len, pb_payload_t *payload,
         return -1;
     }
 
-    if (pb_depth_exceeds(data, len, PB_PAYLOAD_MAX_DEPTH)) {
+    if (pb_json_depth_exceeds(data, len, PB_PAYLOAD_MAX_DEPTH)) {
         *reason = "json nested too deeply";
         return -1;
     }

@@ -50,6 +50,12 @@ void pb_payload_free(pb_payload_t *payload);
  */
 int pb_id_from_json(const json_t *value, char out[PB_ID_MAX_LEN + 1]);
 
+/*
+ * 1 when the JSON text nests objects/arrays deeper than max_depth (a scan
+ * that needs no parse; brackets inside strings do not count).
+ */
+int pb_json_depth_exceeds(const char *data, size_t len, int max_depth);
+
 /* 1 for the characters of an id: [A-Za-z0-9_.:-]. */
 int pb_id_char_ok(unsigned char ch);
 

@@ -74,19 +74,17 @@ pb_fuzz_check_id(const char *id, const char *what)
 
 
 /*
- * Everything an accepted payload promises its users.  check_depth: whether
- * PB_PAYLOAD_MAX_DEPTH must hold (pb_payload_parse enforces it; see
- * fuzz_envelope.c for pb_envelope_parse).
+ * Everything an accepted payload promises its users, whichever parser
+ * (pb_payload_parse or pb_envelope_parse) accepted it.
  */
 static inline void
-pb_fuzz_check_payload(const pb_payload_t *p, int check_depth)
+pb_fuzz_check_payload(const pb_payload_t *p)
 {
     char     again[PB_ID_MAX_LEN + 1];
     json_t  *v;
 
     PB_FUZZ_ASSERT(json_is_object(p->root), "accepted root is an object");
-    PB_FUZZ_ASSERT(!check_depth
-                   || pb_fuzz_depth(p->root) <= PB_PAYLOAD_MAX_DEPTH,
+    PB_FUZZ_ASSERT(pb_fuzz_depth(p->root) <= PB_PAYLOAD_MAX_DEPTH,
                    "accepted payload within PB_PAYLOAD_MAX_DEPTH");
 
     pb_fuzz_check_id(p->container_id, "containerId is a plain id");

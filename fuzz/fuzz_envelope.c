@@ -21,11 +21,8 @@
  *    same id, queue, received_at and payload.  The payload is the rest of
  *    the input when pb_payload_parse accepts it, else a fixed real one.
  *
- * PB_FUZZ_ENVELOPE_DEPTH (default 0): pb_envelope_parse does not apply
- * PB_PAYLOAD_MAX_DEPTH, so a payload nested deeper than the module accepts
- * passes it (fuzz/repro/envelope-deep-payload; reported to the lead).
- * Build with -DPB_FUZZ_ENVELOPE_DEPTH=1 to check that invariant here too
- * once the parser enforces it.
+ * An accepted envelope's payload nests no deeper than the module accepts
+ * (fuzz/repro/envelope-deep-payload once broke that).
  */
 
 #include <stddef.h>
@@ -34,10 +31,6 @@
 #include <string.h>
 #include "fuzz_common.h"
 #include "pb_envelope.h"
-
-#ifndef PB_FUZZ_ENVELOPE_DEPTH
-#define PB_FUZZ_ENVELOPE_DEPTH  0
-#endif
 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -108,7 +101,7 @@ check_envelope(const pb_envelope_t *e)
     PB_FUZZ_ASSERT(json_is_object(e->root), "envelope is an object");
     PB_FUZZ_ASSERT(json_object_get(e->root, "payload") == e->payload.root,
                    "payload validated in place");
-    pb_fuzz_check_payload(&e->payload, PB_FUZZ_ENVELOPE_DEPTH);
+    pb_fuzz_check_payload(&e->payload);
 }
 
 

@@ -142,6 +142,44 @@ test_rejects(void)
 }
 
 
+/*
+ * An envelope whose payload nests depth levels (the payload object is the
+ * first): the worker must draw the line where the module does.
+ */
+static void
+test_envelope_depth(int depth, int expect)
+{
+    char            buf[1024];
+    size_t          n;
+    int             i;
+    pb_envelope_t   env;
+    const char     *reason = NULL;
+
+    n = pb_envelope_head(buf, sizeof(buf), "i", 1, 1, "q", 1);
+    n += (size_t) sprintf(buf + n, "{\"containerId\":1,\"agentId\":1,"
+                          "\"exitCode\":0,\"exitMessage\":\"f\",\"x\":");
+    for (i = 1; i < depth; i++) {
+        buf[n++] = '[';
+    }
+    buf[n++] = '0';
+    for (i = 1; i < depth; i++) {
+        buf[n++] = ']';
+    }
+    memcpy(buf + n, "}}", 2);
+    n += 2;
+
+    CHECK(pb_envelope_parse(buf, n, &env, &reason) == expect,
+          "envelope depth limit matches the module's");
+    if (expect == 0 && reason == NULL) {
+        pb_envelope_free(&env);
+    }
+    if (expect != 0) {
+        CHECK(reason != NULL && strcmp(reason, "json nested too deeply") == 0,
+              "depth reason");
+    }
+}
+
+
 static void
 test_envelope_roundtrip(void)
 {
@@ -176,6 +214,9 @@ test_envelope_roundtrip(void)
         CHECK(strcmp(env.payload.container_id, "42") == 0, "payload checked");
         pb_envelope_free(&env);
     }
+
+    test_envelope_depth(PB_PAYLOAD_MAX_DEPTH, 0);
+    test_envelope_depth(PB_PAYLOAD_MAX_DEPTH + 1, -1);
 
     CHECK(pb_envelope_parse("{\"id\":\"x\"}", 10, &env, &reason) != 0,
           "envelope without payload rejected");
