@@ -58,7 +58,8 @@ mem_nginx() {
             rec section=memory what=redis_envelope n="$llen" before_b="$m0" after_b="$m1"
         fi
         rcli FLUSHALL >/dev/null
-        if [ $(( $(date +%s) - t0 )) -ge "$BENCH_MEMORY_MAX_S" ]; then
+        if [ "$total" -lt "$BENCH_MEMORY_N" ] \
+            && [ $(( $(date +%s) - t0 )) -ge "$BENCH_MEMORY_MAX_S" ]; then
             note "memory: stopped after ${BENCH_MEMORY_MAX_S}s with $total webhooks (fewer than $BENCH_MEMORY_N)"
             break
         fi
