@@ -19,7 +19,8 @@ packages=(
 )
 
 if [ "${1:-}" = bench ]; then
-    packages+=(wrk libnginx-mod-http-lua lua-nginx-redis lua-cjson
+    packages+=(wrk libnginx-mod-http-lua libnginx-mod-http-echo lua-nginx-redis
+               lua-cjson
                gnuplot-nox linux-perf)
 fi
 
