@@ -74,44 +74,60 @@ pb_fuzz_check_id(const char *id, const char *what)
 
 
 /*
- * Everything an accepted payload promises its users, whichever parser
- * (pb_payload_parse or pb_envelope_parse) accepted it.
+ * Everything an accepted payload promises its users, whichever validator
+ * accepted it: pb_envelope_parse (p->root is the tree) or pb_payload_parse
+ * (no tree: root is jansson's reading of the same bytes).
  */
 static inline void
-pb_fuzz_check_payload(const pb_payload_t *p)
+pb_fuzz_check_payload(const pb_payload_t *p, json_t *root)
 {
     char     again[PB_ID_MAX_LEN + 1];
+    size_t   n;
     json_t  *v;
 
-    PB_FUZZ_ASSERT(json_is_object(p->root), "accepted root is an object");
-    PB_FUZZ_ASSERT(pb_fuzz_depth(p->root) <= PB_PAYLOAD_MAX_DEPTH,
+    PB_FUZZ_ASSERT(json_is_object(root), "accepted root is an object");
+    PB_FUZZ_ASSERT(p->root == NULL || p->root == root, "root is the tree");
+    PB_FUZZ_ASSERT(pb_fuzz_depth(root) <= PB_PAYLOAD_MAX_DEPTH,
                    "accepted payload within PB_PAYLOAD_MAX_DEPTH");
 
     pb_fuzz_check_id(p->container_id, "containerId is a plain id");
     pb_fuzz_check_id(p->agent_id, "agentId is a plain id");
 
     /* the normalised ids are what the fields say */
-    v = json_object_get(p->root, "containerId");
+    v = json_object_get(root, "containerId");
     PB_FUZZ_ASSERT(pb_id_from_json(v, again) == 0
                    && strcmp(again, p->container_id) == 0,
                    "containerId normalises the same way twice");
-    v = json_object_get(p->root, "agentId");
+    v = json_object_get(root, "agentId");
     PB_FUZZ_ASSERT(pb_id_from_json(v, again) == 0
                    && strcmp(again, p->agent_id) == 0,
                    "agentId normalises the same way twice");
 
-    v = json_object_get(p->root, "exitCode");
+    v = json_object_get(root, "exitCode");
     PB_FUZZ_ASSERT(json_is_integer(v)
                    && json_integer_value(v) == p->exit_code, "exitCode");
 
-    v = json_object_get(p->root, "exitMessage");
+    v = json_object_get(root, "exitMessage");
     PB_FUZZ_ASSERT(json_is_string(v) && p->exit_message != NULL
-                   && p->exit_message == json_string_value(v),
-                   "exitMessage borrowed from root");
+                   && p->exit_message_len == json_string_length(v),
+                   "exitMessage length");
+
+    if (p->root != NULL) {
+        PB_FUZZ_ASSERT(p->exit_message == json_string_value(v),
+                       "exitMessage borrowed from root");
+    } else {
+        n = p->exit_message_len < PB_EXIT_MESSAGE_MAX
+            ? p->exit_message_len : PB_EXIT_MESSAGE_MAX;
+        PB_FUZZ_ASSERT(p->exit_message == p->exit_message_buf
+                       && p->exit_message[n] == '\0'
+                       && memcmp(p->exit_message, json_string_value(v), n)
+                          == 0,
+                       "exitMessage copied, cut at PB_EXIT_MESSAGE_MAX");
+    }
 
     PB_FUZZ_ASSERT(pb_payload_succeeded(p)
                    == (p->exit_code == 0
-                       && strcmp(p->exit_message, "finished") == 0),
+                       && strcmp(json_string_value(v), "finished") == 0),
                    "pb_payload_succeeded");
 }
 

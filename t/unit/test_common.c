@@ -5,6 +5,7 @@
  * against a real Redis by the module suites.
  */
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "check.h"
@@ -142,6 +143,170 @@ test_rejects(void)
 }
 
 
+/* A valid payload with `extra` as one more top-level member. */
+static const char *
+with_extra(const char *extra)
+{
+    static char  buf[1024];
+
+    snprintf(buf, sizeof(buf), "{\"containerId\":1,\"agentId\":1,"
+             "\"exitCode\":0,\"exitMessage\":\"f\",\"x\":%s}", extra);
+    return buf;
+}
+
+
+static void
+expect_extra(const char *extra, const char *reason)
+{
+    const char  *got = reject_reason(with_extra(extra));
+
+    if (reason == NULL) {
+        CHECK(got == NULL, extra);
+        if (got != NULL) {
+            fprintf(stderr, "  rejected: %s\n", got);
+        }
+        return;
+    }
+
+    expect_reject(with_extra(extra), reason);
+}
+
+
+/* The scanner's grammar corners, each against what jansson decides. */
+static void
+test_grammar(void)
+{
+    pb_payload_t  p;
+    const char   *reason, *body;
+
+    /* strings and escapes */
+    expect_extra("\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"", NULL);
+    expect_extra("\"\\u00e9\\u20AC\\ud83d\\ude00\"", NULL);
+    expect_extra("\"\\ud83d\"", "invalid json");
+    expect_extra("\"\\ude00\"", "invalid json");
+    expect_extra("\"\\ud83d\\u0041\"", "invalid json");
+    expect_extra("\"\\x\"", "invalid json");
+    expect_extra("\"\\u12G4\"", "invalid json");
+    expect_extra("\"a\tb\"", "invalid json");
+    expect_extra("\"\\u0000x\"", "nul character in string");
+
+    /* UTF-8 */
+    expect_extra("\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf\"",
+                 NULL);
+    expect_extra("\"\xc0\xaf\"", "invalid utf-8");          /* overlong */
+    expect_extra("\"\xe0\x80\xaf\"", "invalid utf-8");      /* overlong */
+    expect_extra("\"\xf0\x80\x80\xaf\"", "invalid utf-8");  /* overlong */
+    expect_extra("\"\xed\xa0\x80\"", "invalid utf-8");      /* surrogate */
+    expect_extra("\"\xf4\x90\x80\x80\"", "invalid utf-8");  /* > 10FFFF */
+    expect_extra("\"\xf5\x80\x80\x80\"", "invalid utf-8");
+    expect_extra("\"\x80\"", "invalid utf-8");
+    expect_extra("\"\xe2\x82\"", "invalid utf-8");          /* cut short */
+
+    /* numbers */
+    expect_extra("-0", NULL);
+    expect_extra("[0,-1,1.5,-0.0,1e5,1E+5,1e-5,2.5e-308,1e-400]", NULL);
+    expect_extra("01", "invalid json");
+    expect_extra("1.", "invalid json");
+    expect_extra(".5", "invalid json");
+    expect_extra("1e", "invalid json");
+    expect_extra("+1", "invalid json");
+    expect_extra("-", "invalid json");
+    expect_extra("9223372036854775807", NULL);
+    expect_extra("-9223372036854775808", NULL);
+    expect_extra("9223372036854775808", "number out of range");
+    expect_extra("-9223372036854775809", "number out of range");
+    expect_extra("1.7976931348623157e308", NULL);
+    expect_extra("1.7976931348623158e308", NULL);   /* rounds to DBL_MAX */
+    expect_extra("1.7976931348623159e308", "number out of range");
+    expect_extra("-1e309", "number out of range");
+    expect_extra("0e99999999999999999999", NULL);
+    expect_extra("0.000000000000000000000000000001e330", NULL);
+
+    /* literals, structure */
+    expect_extra("[true,false,null,{},[],{\"a\":[{}]}]", NULL);
+    expect_extra("tru", "invalid json");
+    expect_extra("nulll", "invalid json");
+    expect_extra("[1,]", "invalid json");
+    expect_extra("{\"a\":1,}", "invalid json");
+    expect_extra("{\"a\" 1}", "invalid json");
+    expect_extra("[1 2]", "invalid json");
+
+    /* duplicates at every level, compared unescaped */
+    expect_extra("{\"a\":1,\"\\u0061\":2}", "duplicate key");
+    expect_extra("[{\"a\":1},{\"a\":1}]", NULL);
+    expect_extra("{\"a\":{\"a\":1}}", NULL);
+    expect_reject("{\"containerId\":1,\"agentId\":1,\"exitCode\":0,"
+                  "\"exitMessage\":\"f\",\"exit\\u0043ode\":1}",
+                  "duplicate key");
+
+    /* fields: escaped key names and ids, -0, a real exitCode */
+    body = "{\"container\\u0049d\":\"a\\u002d1\",\"agentId\":-0,"
+           "\"exitCode\":-7,\"exitMessage\":\"fin\\u0069shed\"}";
+    CHECK(pb_payload_parse(body, strlen(body), &p, &reason) == 0,
+          "escaped key and id accepted");
+    CHECK(strcmp(p.container_id, "a-1") == 0, "escaped id decoded");
+    CHECK(strcmp(p.agent_id, "0") == 0, "-0 is id 0");
+    CHECK(p.exit_code == -7 && p.exit_message_len == 8
+          && strcmp(p.exit_message, "finished") == 0, "exit fields");
+    CHECK(!pb_payload_succeeded(&p), "exitCode -7 is no success");
+    pb_payload_free(&p);
+
+    expect_reject("{\"containerId\":1,\"agentId\":1,\"exitCode\":0.0,"
+                  "\"exitMessage\":\"f\"}", "exitCode must be an integer");
+    expect_reject("{\"containerId\":1e3,\"agentId\":1,\"exitCode\":0,"
+                  "\"exitMessage\":\"f\"}",
+                  "containerId must be a non-empty id string or an integer");
+    expect_reject("{\"containerId\":\"\\u00e9\",\"agentId\":1,\"exitCode\":0,"
+                  "\"exitMessage\":\"f\"}",
+                  "containerId must be a non-empty id string or an integer");
+    expect_reject("{\"containerId\":\"0123456789012345678901234567890123456789"
+                  "0123456789012345678901234\",\"agentId\":1,\"exitCode\":0,"
+                  "\"exitMessage\":\"f\"}",
+                  "containerId must be a non-empty id string or an integer");
+
+    /* a long exitMessage is accepted, its copy cut */
+    body = "{\"containerId\":1,\"agentId\":1,\"exitCode\":0,\"exitMessage\":"
+           "\"0123456789012345678901234567890123456789012345678901234567890"
+           "123456789\"}";
+    CHECK(pb_payload_parse(body, strlen(body), &p, &reason) == 0
+          && p.exit_message_len == 70
+          && strlen(p.exit_message) == PB_EXIT_MESSAGE_MAX,
+          "long exitMessage accepted and cut");
+    pb_payload_free(&p);
+
+    /* top level */
+    expect_reject("  ", "truncated json");
+    expect_reject("{\"a\":1} x", "trailing data after json");
+    expect_reject("{\"a\":1}\xff", "invalid utf-8");
+    expect_reject("\xef\xbb\xbf{}", "invalid json");
+    expect_reject("1e400", "number out of range");
+    expect_reject("null", "payload must be a json object");
+    expect_reject("{\"a\":\"x", "truncated json");
+    expect_reject("{\"a\":[1,2", "truncated json");
+}
+
+
+/* Enough keys to take the duplicate table off the stack. */
+static void
+test_many_keys(void)
+{
+    char    buf[16384];
+    size_t  n;
+    int     i;
+
+    n = (size_t) sprintf(buf, "{\"containerId\":1,\"agentId\":1,"
+                         "\"exitCode\":0,\"exitMessage\":\"f\"");
+    for (i = 0; i < 1000; i++) {
+        n += (size_t) sprintf(buf + n, ",\"k%d\":%d", i, i);
+    }
+    memcpy(buf + n, "}", 2);
+    CHECK(reject_reason(buf) == NULL, "1000 distinct keys accepted");
+
+    memcpy(buf + n, ",\"k777\":0}", 11);
+    expect_reject(buf, "duplicate key");
+}
+
+
 /*
  * An envelope whose payload nests depth levels (the payload object is the
  * first): the worker must draw the line where the module does.
@@ -248,6 +413,8 @@ main(void)
     test_accepts_real_payload();
     test_accepts_variants();
     test_rejects();
+    test_grammar();
+    test_many_keys();
     test_envelope_roundtrip();
     test_keys();
 
