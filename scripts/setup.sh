@@ -13,7 +13,7 @@ packages=(
     libsqlite3-dev
     redis-server redis-tools
     postgresql postgresql-client sqlite3
-    perl python3 curl procps
+    perl python3 curl procps strace
     valgrind clang libclang-rt-14-dev gcovr cppcheck clang-tidy
     supervisor chromium
 )
