@@ -52,6 +52,9 @@ run_suite sim t/sim/run.sh
 run_suite module scripts/test-module.sh
 run_suite worker scripts/test-worker.sh
 run_suite e2e t/e2e/run.sh
+run_suite browser t/browser/run.sh
+run_suite deploy scripts/deploy/check.sh
+run_suite fuzz scripts/quality/fuzz.sh 20
 
 echo
 if [ ${#failed_suites[@]} -gt 0 ]; then
