@@ -619,9 +619,10 @@ ngx_http_phantombuster_add_redis(ngx_conf_t *cf, ngx_str_t *address,
             && ngx_strncmp(rsp[i]->host.data, rs->host.data, rs->host.len)
                == 0
             && rsp[i]->password.len == rs->password.len
-            && ngx_strncmp(rsp[i]->password.data, rs->password.data,
-                           rs->password.len)
-               == 0)
+            && (rs->password.len == 0
+                || ngx_strncmp(rsp[i]->password.data, rs->password.data,
+                               rs->password.len)
+                   == 0))
         {
             return rsp[i];
         }
@@ -748,8 +749,8 @@ ngx_http_phantombuster_secret_file(ngx_conf_t *cf, ngx_command_t *cmd,
  */
 
 char *
-ngx_http_phantombuster_read_secret_file(ngx_conf_t *cf, ngx_str_t *name,
-    ngx_str_t *out)
+ngx_http_phantombuster_read_secret_file(ngx_conf_t *cf,
+    const ngx_str_t *name, ngx_str_t *out)
 {
     u_char           *buf;
     size_t            len;
@@ -775,9 +776,6 @@ ngx_http_phantombuster_read_secret_file(ngx_conf_t *cf, ngx_str_t *name,
                            ngx_open_file_n " \"%V\" failed", &path);
         return NGX_CONF_ERROR;
     }
-
-    buf = NULL;
-    n = 0;
 
     if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,

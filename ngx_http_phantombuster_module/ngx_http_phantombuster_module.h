@@ -66,7 +66,7 @@ ngx_int_t ngx_http_phantombuster_body_length(ngx_http_request_t *r,
 ngx_int_t ngx_http_phantombuster_body_copy(ngx_http_request_t *r,
     u_char *dst, size_t len);
 char *ngx_http_phantombuster_read_secret_file(ngx_conf_t *cf,
-    ngx_str_t *name, ngx_str_t *out);
+    const ngx_str_t *name, ngx_str_t *out);
 
 
 extern ngx_module_t  ngx_http_phantombuster_module;
