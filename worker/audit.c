@@ -50,6 +50,24 @@ pb_audit_status_rank(const char *status)
     return 0;
 }
 
+int
+pb_audit_op_params(const pb_audit_op_t *op, const char **values)
+{
+    values[0] = op->u.job_id;
+
+    if (op->reset) {
+        values[1] = op->u.metadata;
+        return 2;
+    }
+
+    values[1] = op->u.agent_id;
+    values[2] = op->u.status;
+    values[3] = op->u.container_id;
+    values[4] = op->u.webhook_payload;
+    values[5] = op->u.metadata;
+    return 6;
+}
+
 void
 pb_audit_seterr(char *err, size_t err_len, const char *fmt, ...)
 {
@@ -189,9 +207,10 @@ pb_audit_check(pb_audit_t *audit, const char *job_id, const char *metadata,
     return PB_AUDIT_OK;
 }
 
-pb_audit_rc_t
-pb_audit_apply(pb_audit_t *audit, const pb_audit_update_t *u, char *err,
-    size_t err_len)
+/* The checks of pb_audit_apply (reset 0) or pb_audit_reset (reset 1). */
+static pb_audit_rc_t
+pb_audit_check_op(pb_audit_t *audit, const pb_audit_update_t *u, int reset,
+    char *err, size_t err_len)
 {
     pb_audit_rc_t  rc;
 
@@ -201,7 +220,7 @@ pb_audit_apply(pb_audit_t *audit, const pb_audit_update_t *u, char *err,
     }
 
     rc = pb_audit_check(audit, u->job_id, u->metadata, err, err_len);
-    if (rc != PB_AUDIT_OK) {
+    if (rc != PB_AUDIT_OK || reset) {
         return rc;
     }
 
@@ -211,21 +230,71 @@ pb_audit_apply(pb_audit_t *audit, const pb_audit_update_t *u, char *err,
         return PB_AUDIT_FAIL;
     }
 
-    return audit->backend->apply(audit->db, u, err, err_len);
+    return PB_AUDIT_OK;
+}
+
+pb_audit_rc_t
+pb_audit_apply(pb_audit_t *audit, const pb_audit_update_t *u, char *err,
+    size_t err_len)
+{
+    pb_audit_op_t  op;
+    pb_audit_rc_t  rc;
+
+    rc = pb_audit_check_op(audit, u, 0, err, err_len);
+    if (rc != PB_AUDIT_OK) {
+        return rc;
+    }
+
+    op.u = *u;
+    op.reset = 0;
+
+    return audit->backend->op(audit->db, &op, err, err_len);
+}
+
+pb_audit_rc_t
+pb_audit_apply_batch(pb_audit_t *audit, const pb_audit_op_t *ops, size_t n,
+    size_t *bad, char *err, size_t err_len)
+{
+    pb_audit_rc_t  rc;
+    size_t         i;
+
+    *bad = n;
+
+    if (n == 0) {
+        return PB_AUDIT_OK;
+    }
+
+    /* Input the database would refuse anyway is refused before it opens a
+     * transaction, with the same message as a single call. */
+    for (i = 0; i < n; i++) {
+        rc = pb_audit_check_op(audit, &ops[i].u, ops[i].reset, err, err_len);
+        if (rc != PB_AUDIT_OK) {
+            *bad = i;
+            return rc;
+        }
+    }
+
+    return audit->backend->batch(audit->db, ops, n, bad, err, err_len);
 }
 
 pb_audit_rc_t
 pb_audit_reset(pb_audit_t *audit, const char *job_id, const char *metadata,
     char *err, size_t err_len)
 {
+    pb_audit_op_t  op;
     pb_audit_rc_t  rc;
 
-    rc = pb_audit_check(audit, job_id, metadata, err, err_len);
+    memset(&op, 0, sizeof(op));
+    op.u.job_id = job_id;
+    op.u.metadata = metadata;
+    op.reset = 1;
+
+    rc = pb_audit_check_op(audit, &op.u, 1, err, err_len);
     if (rc != PB_AUDIT_OK) {
         return rc;
     }
 
-    return audit->backend->reset(audit->db, job_id, metadata, err, err_len);
+    return audit->backend->op(audit->db, &op, err, err_len);
 }
 
 void

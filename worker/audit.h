@@ -73,6 +73,26 @@ pb_audit_rc_t pb_audit_apply(pb_audit_t *audit, const pb_audit_update_t *u,
 pb_audit_rc_t pb_audit_reset(pb_audit_t *audit, const char *job_id,
     const char *metadata, char *err, size_t err_len);
 
+/* One row of a batch: an update, or with reset set a pb_audit_reset of
+ * u.job_id merging u.metadata (its other fields are ignored). */
+typedef struct {
+    pb_audit_update_t  u;
+    int                reset;
+} pb_audit_op_t;
+
+/*
+ * Applies ops[0..n) in order in one transaction, all or nothing: one
+ * commit (one fsync, one round trip to PostgreSQL) for the lot instead of
+ * one per row.  Each op does exactly what pb_audit_apply or pb_audit_reset
+ * would.  OK: every op is in.  RETRY: none is (database away or locked).
+ * FAIL: none is, and *bad is the index of the op that was refused, or n
+ * when the refusal was not one op's (the commit); apply the ops before it
+ * on their own and deal with that one alone.
+ */
+pb_audit_rc_t pb_audit_apply_batch(pb_audit_t *audit,
+    const pb_audit_op_t *ops, size_t n, size_t *bad, char *err,
+    size_t err_len);
+
 void pb_audit_close(pb_audit_t *audit);
 
 #endif /* PB_AUDIT_H */

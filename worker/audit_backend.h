@@ -20,10 +20,12 @@ typedef struct {
     void          *(*open)(const char *url, char *err, size_t err_len);
     pb_audit_rc_t  (*migrate)(void *db, const pb_audit_migration_t *m,
                        char *err, size_t err_len);
-    pb_audit_rc_t  (*apply)(void *db, const pb_audit_update_t *u,
-                       char *err, size_t err_len);
-    pb_audit_rc_t  (*reset)(void *db, const char *job_id,
-                       const char *metadata, char *err, size_t err_len);
+    /* one checked op (pb_audit_apply or pb_audit_reset), autocommitted */
+    pb_audit_rc_t  (*op)(void *db, const pb_audit_op_t *op, char *err,
+                       size_t err_len);
+    /* checked ops in one transaction; *bad as in audit.h */
+    pb_audit_rc_t  (*batch)(void *db, const pb_audit_op_t *ops, size_t n,
+                       size_t *bad, char *err, size_t err_len);
     void           (*close)(void *db);
 } pb_audit_backend_t;
 
@@ -49,6 +51,14 @@ extern const pb_audit_backend_t  pb_audit_pg_backend;
 
 /* The statuses pb_audit_reset moves back to pending. */
 #define PB_AUDIT_RESETTABLE_SQL  "('failed', 'timed_out', 'dead_lettered')"
+
+/*
+ * The statement parameters of an op, in the order both dialects' SQL
+ * takes them: job_id, agent_id, status, container, payload, metadata for
+ * an update; job_id, metadata for a reset.  Returns how many (6 or 2).
+ */
+#define PB_AUDIT_MAX_PARAMS  6
+int pb_audit_op_params(const pb_audit_op_t *op, const char **values);
 
 /* 1..4 for a known status, 0 otherwise. */
 int pb_audit_status_rank(const char *status);

@@ -7,6 +7,11 @@
  * succeeds.  A statement whose connection died under it is sent once more
  * on the new connection; that is safe because every statement here is an
  * idempotent upsert.
+ *
+ * A batch is one transaction sent as one pipeline (BEGIN, the prepared
+ * upserts, COMMIT, then a single sync): one round trip for the lot
+ * instead of one per row.  A batch is never resent on its own: its
+ * connection died, so did its transaction, and the caller sends it again.
  */
 
 #include <stdio.h>
@@ -65,8 +70,13 @@ static const char pb_pg_reset_sql[] =
     " updated_at = EXCLUDED.updated_at"
     " WHERE " T "status IN " PB_AUDIT_RESETTABLE_SQL;
 
+/* Names of the two upserts, prepared once per connection for batches. */
+#define PB_PG_APPLY  "pb_audit_apply"
+#define PB_PG_RESET  "pb_audit_reset"
+
 typedef struct {
     PGconn  *conn;
+    int      prepared;      /* PB_PG_APPLY and PB_PG_RESET exist on conn */
 } pb_pg_t;
 
 /* libpq prints NOTICEs ("column already exists, skipping") on stderr,
@@ -192,6 +202,43 @@ pb_pg_classify(const char *state)
 }
 
 /*
+ * (Re)connects when the connection is down: 0, or -1 with err (a RETRY).
+ * A new session has none of the old one's prepared statements.
+ */
+static int
+pb_pg_connect(pb_pg_t *pg, const char *what, char *err, size_t err_len)
+{
+    if (PQstatus(pg->conn) == CONNECTION_OK) {
+        return 0;
+    }
+
+    pg->prepared = 0;
+    PQreset(pg->conn);
+
+    if (PQstatus(pg->conn) != CONNECTION_OK || !pb_pg_session(pg->conn)) {
+        pb_audit_seterr(err, err_len, "audit: postgres unreachable (%s): %s",
+            what, PQerrorMessage(pg->conn));
+        return -1;
+    }
+
+    return 0;
+}
+
+/* A failed statement's code and message, on a connection still up. */
+static pb_audit_rc_t
+pb_pg_error(pb_pg_t *pg, const PGresult *res, const char *what, char *err,
+    size_t err_len)
+{
+    const char  *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+    pb_audit_seterr(err, err_len, "audit: postgres: %s: %s%s", what,
+        res ? PQresultErrorMessage(res) : PQerrorMessage(pg->conn),
+        state && strcmp(state, "42P01") == 0 ? " (run the migrations)" : "");
+
+    return pb_pg_classify(state);
+}
+
+/*
  * Runs sql (with n text parameters; n == 0 allows several statements, for
  * migrations), reconnecting first when the connection is down and once
  * more when it drops during the call.
@@ -202,22 +249,13 @@ pb_pg_exec(pb_pg_t *pg, const char *sql, const char *const *values, int n,
 {
     PGresult        *res;
     ExecStatusType   st;
-    const char      *state;
     pb_audit_rc_t    rc;
     int              attempt;
 
     for (attempt = 0; attempt < 2; attempt++) {
 
-        if (PQstatus(pg->conn) != CONNECTION_OK) {
-            PQreset(pg->conn);
-
-            if (PQstatus(pg->conn) != CONNECTION_OK
-                || !pb_pg_session(pg->conn))
-            {
-                pb_audit_seterr(err, err_len, "audit: postgres unreachable "
-                    "(%s): %s", what, PQerrorMessage(pg->conn));
-                return PB_AUDIT_RETRY;
-            }
+        if (pb_pg_connect(pg, what, err, err_len) != 0) {
+            return PB_AUDIT_RETRY;
         }
 
         if (n == 0) {
@@ -233,12 +271,7 @@ pb_pg_exec(pb_pg_t *pg, const char *sql, const char *const *values, int n,
         }
 
         if (PQstatus(pg->conn) == CONNECTION_OK) {
-            state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-            rc = pb_pg_classify(state);
-            pb_audit_seterr(err, err_len, "audit: postgres: %s: %s%s", what,
-                res ? PQresultErrorMessage(res) : PQerrorMessage(pg->conn),
-                state && strcmp(state, "42P01") == 0
-                ? " (run the migrations)" : "");
+            rc = pb_pg_error(pg, res, what, err, err_len);
             PQclear(res);
             return rc;
         }
@@ -262,33 +295,214 @@ pb_pg_migrate(void *handle, const pb_audit_migration_t *m, char *err,
 }
 
 static pb_audit_rc_t
-pb_pg_apply(void *handle, const pb_audit_update_t *u, char *err,
-    size_t err_len)
+pb_pg_op(void *handle, const pb_audit_op_t *op, char *err, size_t err_len)
 {
-    const char  *values[6];
+    const char  *values[PB_AUDIT_MAX_PARAMS];
+    int          n;
 
-    values[0] = u->job_id;
-    values[1] = u->agent_id;
-    values[2] = u->status;
-    values[3] = u->container_id;
-    values[4] = u->webhook_payload;
-    values[5] = u->metadata;
+    n = pb_audit_op_params(op, values);
 
-    return pb_pg_exec(handle, pb_pg_apply_sql, values, 6, u->job_id, err,
-                      err_len);
+    return pb_pg_exec(handle, op->reset ? pb_pg_reset_sql : pb_pg_apply_sql,
+                      values, n, op->u.job_id, err, err_len);
+}
+
+/* Prepares the two upserts on this connection, once. */
+static pb_audit_rc_t
+pb_pg_prepare(pb_pg_t *pg, char *err, size_t err_len)
+{
+    static const struct {
+        const char  *name;
+        const char  *sql;
+        int          n;
+    } stmts[] = {
+        { PB_PG_APPLY, pb_pg_apply_sql, 6 },
+        { PB_PG_RESET, pb_pg_reset_sql, 2 },
+    };
+    PGresult       *res;
+    pb_audit_rc_t   rc;
+    size_t          i;
+
+    for (i = 0; !pg->prepared && i < sizeof(stmts) / sizeof(stmts[0]); i++) {
+        res = PQprepare(pg->conn, stmts[i].name, stmts[i].sql, stmts[i].n,
+                        NULL);
+        rc = PQresultStatus(res) == PGRES_COMMAND_OK
+             ? PB_AUDIT_OK
+             : PQstatus(pg->conn) == CONNECTION_OK
+             ? pb_pg_error(pg, res, "prepare", err, err_len)
+             : PB_AUDIT_RETRY;
+
+        if (rc == PB_AUDIT_RETRY && PQstatus(pg->conn) != CONNECTION_OK) {
+            pb_audit_seterr(err, err_len, "audit: postgres connection lost "
+                "(prepare): %s", PQerrorMessage(pg->conn));
+        }
+
+        PQclear(res);
+
+        if (rc != PB_AUDIT_OK) {
+            return rc;
+        }
+    }
+
+    pg->prepared = 1;
+    return PB_AUDIT_OK;
+}
+
+/* Queues BEGIN, the ops and COMMIT, then the sync; 0 or -1. */
+static int
+pb_pg_send_batch(pb_pg_t *pg, const pb_audit_op_t *ops, size_t n)
+{
+    const char  *values[PB_AUDIT_MAX_PARAMS];
+    size_t       i;
+    int          np;
+
+    if (!PQsendQueryParams(pg->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0)) {
+        return -1;
+    }
+
+    for (i = 0; i < n; i++) {
+        np = pb_audit_op_params(&ops[i], values);
+        if (!PQsendQueryPrepared(pg->conn,
+                                 ops[i].reset ? PB_PG_RESET : PB_PG_APPLY,
+                                 np, values, NULL, NULL, 0))
+        {
+            return -1;
+        }
+    }
+
+    if (!PQsendQueryParams(pg->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0)
+        || !PQpipelineSync(pg->conn))
+    {
+        return -1;
+    }
+
+    return 0;
+}
+
+/*
+ * Reads the results of the n + 2 statements and the sync.  Statement q is
+ * BEGIN (0), op q - 1, or COMMIT (n + 1); after the first error the server
+ * skips the rest (PGRES_PIPELINE_ABORTED).  Returns OK only when COMMIT
+ * succeeded; -1 in *failed_q when no statement failed (connection lost).
+ */
+static pb_audit_rc_t
+pb_pg_read_batch(pb_pg_t *pg, const pb_audit_op_t *ops, size_t n,
+    long *failed_q, char *err, size_t err_len)
+{
+    PGresult        *res;
+    ExecStatusType   st;
+    pb_audit_rc_t    rc = PB_AUDIT_RETRY;
+    size_t           q;
+
+    *failed_q = -1;
+
+    for (q = 0; q < n + 2; q++) {
+        res = PQgetResult(pg->conn);
+        if (res == NULL) {
+            break;          /* the connection is gone */
+        }
+
+        st = PQresultStatus(res);
+        if (st == PGRES_FATAL_ERROR && *failed_q < 0
+            && PQstatus(pg->conn) == CONNECTION_OK)
+        {
+            *failed_q = (long) q;
+            rc = pb_pg_error(pg, res, q >= 1 && q <= n ? ops[q - 1].u.job_id
+                                                       : "batch",
+                             err, err_len);
+        }
+
+        if (q == n + 1 && st == PGRES_COMMAND_OK) {
+            rc = PB_AUDIT_OK;
+        }
+
+        PQclear(res);
+
+        /* each statement's results end with a NULL */
+        res = PQgetResult(pg->conn);
+        if (res != NULL) {
+            PQclear(res);
+            return PB_AUDIT_RETRY;      /* not the protocol we speak */
+        }
+    }
+
+    if (q < n + 2 || PQstatus(pg->conn) != CONNECTION_OK) {
+        pb_audit_seterr(err, err_len, "audit: postgres connection lost "
+            "(batch): %s", PQerrorMessage(pg->conn));
+        *failed_q = -1;
+        return PB_AUDIT_RETRY;
+    }
+
+    res = PQgetResult(pg->conn);
+    st = PQresultStatus(res);
+    PQclear(res);
+
+    return st == PGRES_PIPELINE_SYNC ? rc : PB_AUDIT_RETRY;
 }
 
 static pb_audit_rc_t
-pb_pg_reset(void *handle, const char *job_id, const char *metadata,
+pb_pg_batch(void *handle, const pb_audit_op_t *ops, size_t n, size_t *bad,
     char *err, size_t err_len)
 {
-    const char  *values[2];
+    pb_pg_t        *pg = handle;
+    pb_audit_rc_t   rc;
+    long            failed_q;
+    int             sent;
 
-    values[0] = job_id;
-    values[1] = metadata;
+    *bad = n;
 
-    return pb_pg_exec(handle, pb_pg_reset_sql, values, 2, job_id, err,
-                      err_len);
+    if (pb_pg_connect(pg, "batch", err, err_len) != 0) {
+        return PB_AUDIT_RETRY;
+    }
+
+    rc = pb_pg_prepare(pg, err, err_len);
+    if (rc != PB_AUDIT_OK) {
+        return rc;
+    }
+
+    if (!PQenterPipelineMode(pg->conn)) {
+        pb_audit_seterr(err, err_len, "audit: postgres: pipeline: %s",
+            PQerrorMessage(pg->conn));
+        return PB_AUDIT_RETRY;
+    }
+
+    /*
+     * libpq sends in blocking mode and reads the server's results into its
+     * buffer while it waits to write, so a large batch cannot deadlock
+     * against a server blocked on writing those results to us.
+     */
+    sent = pb_pg_send_batch(pg, ops, n);
+    if (sent != 0) {
+        pb_audit_seterr(err, err_len, "audit: postgres: send: %s",
+            PQerrorMessage(pg->conn));
+        rc = PB_AUDIT_RETRY;
+        failed_q = -1;
+
+    } else {
+        rc = pb_pg_read_batch(pg, ops, n, &failed_q, err, err_len);
+    }
+
+    if (failed_q >= 1 && (size_t) failed_q <= n) {
+        *bad = (size_t) failed_q - 1;
+    }
+
+    if (sent != 0 || !PQexitPipelineMode(pg->conn)) {
+        /* results we could not read: start a clean session next time
+         * rather than guess where the stream stands */
+        PQreset(pg->conn);
+        pg->prepared = 0;
+        if (PQstatus(pg->conn) == CONNECTION_OK) {
+            (void) pb_pg_session(pg->conn);
+        }
+        return rc == PB_AUDIT_OK ? PB_AUDIT_RETRY : rc;
+    }
+
+    /* A failed statement left the explicit transaction aborted, not
+     * ended: end it, or the next statement of this session fails too. */
+    if (PQtransactionStatus(pg->conn) != PQTRANS_IDLE) {
+        PQclear(PQexec(pg->conn, "ROLLBACK"));
+    }
+
+    return rc;
 }
 
 static void
@@ -304,7 +518,7 @@ const pb_audit_backend_t  pb_audit_pg_backend = {
     "postgresql",
     pb_pg_open,
     pb_pg_migrate,
-    pb_pg_apply,
-    pb_pg_reset,
+    pb_pg_op,
+    pb_pg_batch,
     pb_pg_close
 };

@@ -26,7 +26,9 @@
 
 /* Longest wait for a webhook in one turn: bounds the SIGTERM latency. */
 #define PB_TURN_MS         1000
-#define PB_OUTBOX_BATCH    100
+/* Audit rows written per turn: more than a turn's webhooks (a batch) can
+ * queue, so the outbox keeps up; written in transactions of up to 500. */
+#define PB_OUTBOX_BATCH    1000
 
 static volatile sig_atomic_t  stopping;
 

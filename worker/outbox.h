@@ -1,11 +1,13 @@
 /*
  * The audit outbox.  Every script that changes a job pushes the audit
  * rows of that change onto one Redis list in the same atomic step; the
- * flusher writes them to the database oldest first and removes each only
- * after the database accepted it.  So a database outage stops nothing and
- * loses nothing (rows wait in Redis), and a crash between the write and
- * the removal replays one idempotent upsert.  One flusher at a time (a
- * Redis lock) keeps the rows in order.
+ * flusher writes them to the database oldest first, in batches (one read,
+ * one transaction, one removal each), and removes a batch only after the
+ * database committed it.  So a database outage stops nothing and loses
+ * nothing (rows wait in Redis), and a crash between the commit and the
+ * removal replays idempotent upserts.  A row the database refuses is
+ * moved to the failed list without holding up the rows around it.  One
+ * flusher at a time (a Redis lock) keeps the rows in order.
  */
 
 #ifndef PB_OUTBOX_H
@@ -21,7 +23,8 @@ void pb_outbox_free(pb_outbox_t *ob);
 
 /*
  * Writes up to max rows.  Returns the number written, -1 when Redis
- * failed; a database that is down is logged once and retried later.
+ * failed; a database that is down is logged once and retried later (with
+ * backoff: until then this returns 0 at once).
  */
 int pb_outbox_flush(pb_outbox_t *ob, pb_ctx_t *ctx, int max);
 

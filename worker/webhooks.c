@@ -14,6 +14,33 @@
 #include "webhooks.h"
 #include "workers.h"
 
+/*
+ * Envelopes per step.  Amortises the loop's fixed Redis calls (heartbeat,
+ * commands, monitor, claim, the outbox's lock) over many envelopes, and
+ * lets the outbox write their audit rows in one transaction.  Bounded
+ * because each apply removes its envelope from the processing list with
+ * an LREM that scans it, and because the launches wait for the step.
+ */
+#define PB_WEBHOOK_BATCH  100
+
+/*
+ * KEYS: 1 queue, 2 processing list.  ARGV: 1 batch size.  Tops the
+ * processing list up to the batch size from the queue's tail (our own
+ * leftovers, older, stay in front), and returns its oldest that many,
+ * oldest last.  Each envelope sits in the processing list until its apply
+ * removes it, so a crash anywhere leaves nothing lost.
+ */
+static pb_script_t  take_script = { "webhooks_take",
+    "local max = tonumber(ARGV[1])\n"
+    "for i = redis.call('LLEN', KEYS[2]) + 1, max do\n"
+    "  if not redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT') then\n"
+    "    break\n"
+    "  end\n"
+    "end\n"
+    "return redis.call('LRANGE', KEYS[2], -max, -1)\n",
+    ""
+};
+
 /* KEYS: 1 processing list, 2 invalid list.  ARGV: 1 envelope. */
 static pb_script_t  invalid_script = { "park_invalid",
     "if redis.call('LREM', KEYS[1], 1, ARGV[1]) > 0 then\n"
@@ -134,9 +161,12 @@ pb_webhooks_handle(pb_ctx_t *ctx, const char *processing, const char *envelope,
 int
 pb_webhooks_step(pb_ctx_t *ctx, int64_t timeout_ms)
 {
-    char         processing[512], timeout[32];
-    redisReply  *reply;
-    int          rc;
+    char         processing[512], timeout[32], batch[16];
+    const char  *keys[] = { ctx->cfg->queue, processing, NULL };
+    const char  *argv[] = { batch, NULL };
+    redisReply  *reply, *e;
+    size_t       i;
+    int          handled = 0;
 
     if (pb_processing_key(ctx->cfg, ctx->cfg->worker_id, processing,
                           sizeof(processing)) != 0)
@@ -144,12 +174,17 @@ pb_webhooks_step(pb_ctx_t *ctx, int64_t timeout_ms)
         return -1;
     }
 
+    snprintf(batch, sizeof(batch), "%d", PB_WEBHOOK_BATCH);
+
     /*
-     * Our own leftovers first: envelopes a previous run of this worker id
-     * (or a failed step of this one) took but did not finish.
+     * Our own leftovers first (envelopes a previous run of this worker id,
+     * or a failed step of this one, took but did not finish), then what
+     * is queued, without waiting; only an empty queue is waited on.
      */
-    reply = pb_redis_cmd(ctx->redis, "LINDEX %s -1", processing);
-    if (reply != NULL && reply->type != REDIS_REPLY_STRING) {
+    reply = pb_redis_eval(ctx->redis, &take_script, keys, argv);
+    if (reply != NULL
+        && (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0))
+    {
         freeReplyObject(reply);
 
         /* BLMOVE takes seconds with decimals; 0 would block forever */
@@ -164,13 +199,25 @@ pb_webhooks_step(pb_ctx_t *ctx, int64_t timeout_ms)
         return -1;
     }
 
-    if (reply->type != REDIS_REPLY_STRING) {
-        freeReplyObject(reply);
-        return 0;
+    if (reply->type == REDIS_REPLY_STRING) {
+        handled = pb_webhooks_handle(ctx, processing, reply->str, reply->len)
+                  == 0 ? 1 : -1;
     }
 
-    rc = pb_webhooks_handle(ctx, processing, reply->str, reply->len);
+    /* oldest (last) first; on SIGTERM the rest go back to the queue with
+     * the processing list (pb_workers_leave) */
+    for (i = reply->type == REDIS_REPLY_ARRAY ? reply->elements : 0;
+         i > 0 && handled >= 0 && !PB_STOPPING(ctx); i--)
+    {
+        e = reply->element[i - 1];
+        if (pb_webhooks_handle(ctx, processing, e->str, e->len) != 0) {
+            handled = -1;
+        } else {
+            handled++;
+        }
+    }
+
     freeReplyObject(reply);
 
-    return rc == 0 ? 1 : -1;
+    return handled;
 }

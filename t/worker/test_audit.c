@@ -322,6 +322,281 @@ apply(pb_audit_t *a, const char *job, const char *agent, const char *status,
     "{\"agentId\":\"a1\",\"containerId\":\"c1\",\"exitCode\":0,"            \
     "\"exitMessage\":\"finished\",\"resultObject\":\"[{\\\"n\\\":1}]\"}"
 
+/* ---- batches ---- */
+
+/* One op of a test batch; the job id gets a prefix so a list serves twice. */
+typedef struct {
+    const char  *job, *agent, *status, *container, *payload, *metadata;
+    int          reset;
+} op_spec_t;
+
+#define MAX_OPS  16
+
+typedef struct {
+    size_t         n;
+    char           jobs[MAX_OPS][64];
+    pb_audit_op_t  ops[MAX_OPS];
+} batch_t;
+
+static batch_t *
+make_batch(batch_t *b, const op_spec_t *spec, size_t n, const char *prefix)
+{
+    size_t  i;
+
+    memset(b, 0, sizeof(*b));
+    for (i = 0; i < n && i < MAX_OPS; i++) {
+        snprintf(b->jobs[i], sizeof(b->jobs[i]), "%s%s", prefix, spec[i].job);
+        b->ops[i].u.job_id = b->jobs[i];
+        b->ops[i].u.agent_id = spec[i].agent;
+        b->ops[i].u.status = spec[i].status;
+        b->ops[i].u.container_id = spec[i].container;
+        b->ops[i].u.webhook_payload = spec[i].payload;
+        b->ops[i].u.metadata = spec[i].metadata;
+        b->ops[i].reset = spec[i].reset;
+    }
+    b->n = i;
+
+    return b;
+}
+
+static int
+apply_batch(pb_audit_t *a, const batch_t *b, size_t n, size_t *bad)
+{
+    err[0] = '\0';
+    return pb_audit_apply_batch(a, b->ops, n, bad, err, sizeof(err));
+}
+
+/*
+ * The whole table as one string, every column as text, in job_id order
+ * (updated_at only when asked): two equal snapshots mean nothing changed.
+ */
+static char *
+snapshot(const db_t *db, int with_updated_at)
+{
+    char  row[600], sql[900];
+
+    snprintf(row, sizeof(row),
+             "job_id || '|' || COALESCE(status, '~') || '|'"
+             " || COALESCE(agent_id, '~') || '|'"
+             " || COALESCE(phantom_container_id, '~') || '|'"
+             " || COALESCE(CAST(webhook_payload AS text), '~') || '|'"
+             " || COALESCE(CAST(metadata AS text), '~') || '|'"
+             " || CAST(created_at AS text)%s",
+             with_updated_at ? " || '|' || CAST(updated_at AS text)" : "");
+
+    if (db->pg) {
+        snprintf(sql, sizeof(sql), "SELECT string_agg(%s, E'\\n'"
+                 " ORDER BY job_id) FROM service_audit_logs", row);
+    } else {
+        snprintf(sql, sizeof(sql), "SELECT group_concat(r, char(10)) FROM"
+                 " (SELECT %s AS r FROM service_audit_logs ORDER BY job_id)",
+                 row);
+    }
+
+    return query(db, sql, NULL);
+}
+
+static void
+pause_ms(long ms)
+{
+    struct timespec  ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+    nanosleep(&ts, NULL);
+}
+
+/* A life with a dead letter and its retry, and a webhook nobody owns. */
+static const op_spec_t  life[] = {
+    { "j", "ag", "pending", NULL, NULL,
+      "{\"queue_position\":1,\"attempts\":0}", 0 },
+    { "j", "ag", "phantom_launched", "c1", NULL,
+      "{\"attempts\":1,\"found_by\":\"launch\"}", 0 },
+    { "j", "ag", "dead_lettered", NULL, NULL, "{\"error\":\"HTTP 400\"}", 0 },
+    { "j", NULL, NULL, NULL, NULL, "{\"attempts\":0,\"retried\":1}", 1 },
+    { "j", "ag", "phantom_launched", "c2", NULL, "{\"attempts\":1}", 0 },
+    { "j", "ag", "webhook_received", "c2", PAYLOAD_OK,
+      "{\"found_by\":\"webhook\"}", 0 },
+    { "j", "ag", "success", "c2", NULL, "{\"next_job_queued\":false}", 0 },
+    { "k", "ag", "pending", NULL, NULL, "{\"queue_position\":2}", 0 },
+    { "container:9", "ag", "webhook_received", "9", PAYLOAD_OK,
+      "{\"error\":\"unknown container\"}", 0 },
+};
+
+#define NLIFE  (sizeof(life) / sizeof(life[0]))
+
+/* A batch does exactly what the same calls one by one do. */
+static void
+test_batch(const db_t *db)
+{
+    pb_audit_t  *a = open_migrated(db);
+    batch_t      b;
+    size_t       i, bad = 99;
+    const char  *jobs[] = { "j", "k", "container:9" };
+    const char  *cols[] = { "status", "agent_id", "phantom_container_id",
+                            "CAST(webhook_payload AS text)",
+                            "CAST(metadata AS text)" };
+    char         one[64], many[64];
+    size_t       j, c;
+
+    if (a == NULL) {
+        return;
+    }
+
+    make_batch(&b, life, NLIFE, "one-");
+    for (i = 0; i < b.n; i++) {
+        err[0] = '\0';
+        CHECK_RC(b.ops[i].reset
+                 ? pb_audit_reset(a, b.ops[i].u.job_id, b.ops[i].u.metadata,
+                                  err, sizeof(err))
+                 : pb_audit_apply(a, &b.ops[i].u, err, sizeof(err)),
+                 PB_AUDIT_OK);
+    }
+
+    make_batch(&b, life, NLIFE, "many-");
+    CHECK_RC(apply_batch(a, &b, b.n, &bad), PB_AUDIT_OK);
+    CHECK(bad == b.n);
+    CHECK(count_rows(db) == 6);
+
+    for (j = 0; j < sizeof(jobs) / sizeof(jobs[0]); j++) {
+        snprintf(one, sizeof(one), "one-%s", jobs[j]);
+        snprintf(many, sizeof(many), "many-%s", jobs[j]);
+        for (c = 0; c < sizeof(cols) / sizeof(cols[0]); c++) {
+            char  *want = col(db, cols[c], one);
+
+            CHECK_STR(col(db, cols[c], many), want);
+            free(want);
+        }
+    }
+    CHECK_STR(col(db, "status", "many-j"), "success");
+    CHECK_STR(col(db, "metadata->>'error'", "many-j"), "HTTP 400");
+
+    /* An empty batch is fine, and so is the handle after all this. */
+    CHECK_RC(apply_batch(a, &b, 0, &bad), PB_AUDIT_OK);
+    CHECK_RC(apply(a, "after", "ag", "pending", NULL, NULL, NULL),
+             PB_AUDIT_OK);
+
+    pb_audit_close(a);
+}
+
+/*
+ * A row the database refuses fails its batch as a whole (nothing of it is
+ * written) and is named, so the caller can write the others around it.
+ */
+static void
+test_batch_bad_row(const db_t *db)
+{
+    static const op_spec_t  spec[] = {
+        { "a", "ag", "pending", NULL, NULL, NULL, 0 },
+        { "b", "ag", "pending", NULL, NULL, "{\"queue_position\":1}", 0 },
+        { "a", "ag", "webhook_received", "ca", "{not json", NULL, 0 },
+        { "c", "ag", "pending", NULL, NULL, NULL, 0 },
+    };
+    pb_audit_t  *a = open_migrated(db);
+    batch_t      b;
+    size_t       bad;
+
+    if (a == NULL) {
+        return;
+    }
+
+    /* refused by the database, in the middle of the transaction */
+    make_batch(&b, spec, 4, "");
+    CHECK_RC(apply_batch(a, &b, b.n, &bad), PB_AUDIT_FAIL);
+    CHECK(bad == 2);
+    CHECK(strstr(err, "job a") != NULL || strstr(err, "JSON") != NULL
+          || strstr(err, "json") != NULL);
+    CHECK(count_rows(db) == 0);
+
+    /* refused by the checks before the database sees anything */
+    b.ops[2].u.webhook_payload = NULL;
+    b.ops[1].u.status = "running";
+    CHECK_RC(apply_batch(a, &b, b.n, &bad), PB_AUDIT_FAIL);
+    CHECK(bad == 1);
+    CHECK(strstr(err, "unknown status") != NULL);
+    b.ops[1].u.status = "pending";
+    b.ops[3].u.metadata = "[1]";
+    CHECK_RC(apply_batch(a, &b, b.n, &bad), PB_AUDIT_FAIL);
+    CHECK(bad == 3);
+    b.ops[3].u.job_id = NULL;
+    CHECK_RC(apply_batch(a, &b, b.n, &bad), PB_AUDIT_FAIL);
+    CHECK(bad == 3);
+    CHECK(count_rows(db) == 0);
+
+    /* the rows before the bad one go through on their own, and the
+     * session is usable after the failed transaction */
+    make_batch(&b, spec, 4, "");
+    CHECK_RC(apply_batch(a, &b, 2, &bad), PB_AUDIT_OK);
+    CHECK(count_rows(db) == 2);
+    CHECK_STR(col(db, "metadata->>'queue_position'", "b"), "1");
+    CHECK_RC(apply_batch(a, &b, 1, &bad), PB_AUDIT_OK);
+
+    pb_audit_close(a);
+}
+
+/*
+ * A worker that died after the commit and before removing the rows from
+ * Redis writes the same batch again, maybe with newer rows behind it.
+ * Every row ends up as written once; the table does not change at all
+ * when no job's rows in the batch overwrite each other's metadata keys
+ * (else the earlier rows flip those keys back for a moment and the row's
+ * updated_at moves, its content does not).
+ */
+static void
+test_batch_replay(const db_t *db)
+{
+    static const op_spec_t  plain[] = {
+        { "r", "ag", "pending", NULL, NULL, "{\"queue_position\":1}", 0 },
+        { "r", NULL, "phantom_launched", "cr", NULL, "{\"attempts\":1}", 0 },
+        { "r", NULL, "webhook_received", "cr", PAYLOAD_OK,
+          "{\"webhook_received_at\":\"t\"}", 0 },
+        { "s", "ag", "pending", NULL, NULL, "{\"queue_position\":2}", 0 },
+        { "container:7", "ag", "webhook_received", "7", PAYLOAD_OK,
+          "{\"error\":\"unknown container\"}", 0 },
+    };
+    pb_audit_t  *a = open_migrated(db);
+    batch_t      b, l;
+    size_t       bad;
+    char        *before, *after;
+
+    if (a == NULL) {
+        return;
+    }
+
+    make_batch(&b, plain, 5, "");
+    CHECK_RC(apply_batch(a, &b, b.n, &bad), PB_AUDIT_OK);
+    before = snapshot(db, 1);
+    pause_ms(20);
+    CHECK_RC(apply_batch(a, &b, b.n, &bad), PB_AUDIT_OK);
+    after = snapshot(db, 1);
+    CHECK_STR(after, before);
+    free(before);
+    CHECK(count_rows(db) == 3);
+
+    /* the full life of a job, retry included: same content again */
+    make_batch(&l, life, NLIFE, "");
+    CHECK_RC(apply_batch(a, &l, l.n, &bad), PB_AUDIT_OK);
+    before = snapshot(db, 0);
+    CHECK_RC(apply_batch(a, &l, l.n, &bad), PB_AUDIT_OK);
+    CHECK_STR(snapshot(db, 0), before);
+
+    /* committed half, then replayed with the rest behind it */
+    make_batch(&l, life, NLIFE, "half-");
+    CHECK_RC(apply_batch(a, &l, 4, &bad), PB_AUDIT_OK);
+    CHECK_RC(apply_batch(a, &l, l.n, &bad), PB_AUDIT_OK);
+    make_batch(&l, life, NLIFE, "once-");
+    CHECK_RC(apply_batch(a, &l, l.n, &bad), PB_AUDIT_OK);
+    {
+        char  *once = col(db, "CAST(metadata AS text) || status"
+                          " || phantom_container_id", "once-j");
+
+        CHECK_STR(col(db, "CAST(metadata AS text) || status"
+                      " || phantom_container_id", "half-j"), once);
+        free(once);
+    }
+    free(before);
+
+    pb_audit_close(a);
+}
+
 /* ---- tests, run for both backends ---- */
 
 static void
@@ -824,6 +1099,21 @@ test_sqlite_locking(void)
     CHECK_RC(apply(a, "job-l", NULL, "webhook_received", NULL, PAYLOAD_OK,
                    NULL), PB_AUDIT_OK);
     CHECK_STR(col(&db, "status", "job-l"), "webhook_received");
+
+    /* The same for a batch: RETRY with nothing of it written, then all. */
+    {
+        batch_t  b;
+        size_t   bad;
+
+        make_batch(&b, life, NLIFE, "lk-");
+        CHECK(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL)
+              == SQLITE_OK);
+        CHECK_RC(apply_batch(a, &b, b.n, &bad), PB_AUDIT_RETRY);
+        CHECK(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
+        CHECK(count_rows(&db) == 1);
+        CHECK_RC(apply_batch(a, &b, b.n, &bad), PB_AUDIT_OK);
+        CHECK(count_rows(&db) == 4);
+    }
     sqlite3_close(other);
 
     /* An unmigrated database says what to do. */
@@ -888,6 +1178,14 @@ test_pg_outage(void)
         CHECK_RC(pb_audit_migrate(late, err, sizeof(err)), PB_AUDIT_RETRY);
     }
 
+    {
+        batch_t  b;
+        size_t   bad;
+
+        make_batch(&b, life, NLIFE, "down-");
+        CHECK_RC(apply_batch(a, &b, b.n, &bad), PB_AUDIT_RETRY);
+    }
+
     CHECK(pg_ctl("start") == 0);
 
     /* Back: the very next call reconnects and succeeds. */
@@ -912,6 +1210,56 @@ test_pg_outage(void)
               "true");
 
     pb_audit_close(late);
+    pb_audit_close(a);
+}
+
+/*
+ * The connection dies in the middle of a batch (here: the server ends our
+ * session from a trigger, as a restart or a failover would): RETRY, none
+ * of the batch is in, and the next call reconnects and writes it all.
+ */
+static void
+test_pg_batch_killed(const db_t *db)
+{
+    pb_audit_t  *a = open_migrated(db);
+    batch_t      b;
+    size_t       bad;
+
+    if (a == NULL) {
+        return;
+    }
+
+    CHECK(run_sql(db, "CREATE FUNCTION boom() RETURNS trigger"
+                  " LANGUAGE plpgsql AS $$ BEGIN"
+                  " IF NEW.job_id = 'c' THEN"
+                  " PERFORM pg_terminate_backend(pg_backend_pid());"
+                  " PERFORM pg_sleep(5); END IF; RETURN NEW; END $$") == 0);
+    CHECK(run_sql(db, "CREATE TRIGGER boom BEFORE INSERT ON"
+                  " service_audit_logs FOR EACH ROW EXECUTE FUNCTION boom()")
+          == 0);
+
+    /* warm: the statements are prepared on the connection that dies */
+    make_batch(&b, life, 2, "");
+    CHECK_RC(apply_batch(a, &b, b.n, &bad), PB_AUDIT_OK);
+
+    {
+        static const op_spec_t  spec[] = {
+            { "a", "ag", "pending", NULL, NULL, NULL, 0 },
+            { "b", "ag", "pending", NULL, NULL, NULL, 0 },
+            { "c", "ag", "pending", NULL, NULL, NULL, 0 },
+            { "d", "ag", "pending", NULL, NULL, NULL, 0 },
+        };
+
+        make_batch(&b, spec, 4, "");
+    }
+    CHECK_RC(apply_batch(a, &b, b.n, &bad), PB_AUDIT_RETRY);
+    CHECK(count_rows(db) == 1);
+
+    CHECK(run_sql(db, "DROP TRIGGER boom ON service_audit_logs") == 0);
+    CHECK_RC(apply_batch(a, &b, b.n, &bad), PB_AUDIT_OK);
+    CHECK(count_rows(db) == 5);
+    CHECK_STR(col(db, "status", "c"), "pending");
+
     pb_audit_close(a);
 }
 
@@ -1043,6 +1391,9 @@ main(void)
         { "reset", test_reset },
         { "rails_table", test_rails_table },
         { "migrate_sh", test_migrate_sh },
+        { "batch", test_batch },
+        { "batch_bad_row", test_batch_bad_row },
+        { "batch_replay", test_batch_replay },
     };
     const char  *skip_pg;
     size_t       i;
@@ -1072,6 +1423,7 @@ main(void)
                   test_pg_concurrent_migrate);
         run_plain("postgresql_lock_timeout", test_pg_lock_timeout);
         run_plain("postgresql_outage", test_pg_outage);
+        run("batch_killed", test_pg_batch_killed, "postgresql");
     }
 
     printf("%d passed, %d failed\n", passed, failed);
