@@ -396,12 +396,15 @@ pb_scan_string(pb_scan_t *s)
 
         c = d[i + 1];
 
-        if (c != 'u') {
-            if (c == '\0' || memchr("\"\\/bfnrt", c, 8) == NULL) {
-                return pb_scan_fail(s, "invalid json");
-            }
+        switch (c) {
+        case '"': case '\\': case '/': case 'b':
+        case 'f': case 'n': case 'r': case 't':
             i += 2;
             continue;
+        case 'u':
+            break;
+        default:
+            return pb_scan_fail(s, "invalid json");
         }
 
         if (end - i < 6) {
@@ -656,7 +659,9 @@ pb_scan_key(pb_scan_t *s)
 
     if (s->depth == 1 && n < sizeof(name)) {
         for (i = 0; i < PB_PAYLOAD_FIELDS; i++) {
-            if (strcmp(name, pb_payload_fields[i].name) == 0) {
+            if (name[0] == pb_payload_fields[i].name[0]
+                && strcmp(name, pb_payload_fields[i].name) == 0)
+            {
                 s->field = i;
             }
         }
