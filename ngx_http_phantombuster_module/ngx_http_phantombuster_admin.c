@@ -360,10 +360,6 @@ ngx_http_phantombuster_admin_token(ngx_conf_t *cf, ngx_command_t *cmd,
         return "must not be empty";
     }
 
-    if (value[1].len > NGX_HTTP_PHANTOMBUSTER_SECRET_MAX) {
-        return "is too long";
-    }
-
     plcf->admin_token = value[1];
 
     return NGX_CONF_OK;

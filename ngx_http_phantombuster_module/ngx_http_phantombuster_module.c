@@ -705,10 +705,6 @@ ngx_http_phantombuster_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "must not be empty";
     }
 
-    if (value[1].len > NGX_HTTP_PHANTOMBUSTER_SECRET_MAX) {
-        return "is too long";
-    }
-
     plcf->secret = value[1];
     plcf->secret_off = 0;
 
@@ -922,11 +918,10 @@ ngx_http_phantombuster_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    /* with an http{} block, every module has its main conf */
+
     pmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_phantombuster_module);
-    if (pmcf == NULL) {
-        return NGX_OK;
-    }
 
     rsp = pmcf->servers.elts;
 
@@ -951,11 +946,10 @@ ngx_http_phantombuster_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
+    /* with an http{} block, every module has its main conf */
+
     pmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_phantombuster_module);
-    if (pmcf == NULL) {
-        return;
-    }
 
     rsp = pmcf->servers.elts;
 

@@ -532,3 +532,67 @@ t::PB::expect(len => [1, 1, 2], port => 'auth', check => sub {
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 23: phantombuster_max_queue off sets no limit
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+        phantombuster_secret s3cret;
+        phantombuster_queue pbtest:webhooks;
+        phantombuster_max_queue off;
+    }
+--- init
+t::PB::redis('LPUSH', 'pbtest:webhooks', ('older') x 50);
+t::PB::expect(len => 51);
+--- request eval
+"POST /hook?secret=s3cret\n" . t::PB::payload()
+--- error_code: 202
+
+
+
+=== TEST 24: a Redis error reply to the push (WRONGTYPE) is a 503
+--- init
+t::PB::redis('SET', 'pbtest:webhooks', 'not a list');
+t::PB::expect(len => undef, check => sub {
+    Test::More::is(t::PB::redis('GET', 'pbtest:webhooks'), '"not a list"',
+                   'the key Redis refused to push to is untouched');
+});
+--- request eval
+"POST /hook?secret=s3cret\n" . t::PB::payload()
+--- error_code: 503
+--- response_headers
+Retry-After: 1
+X-PB-Result: queue unavailable
+--- response_body chomp
+{"error":"queue unavailable"}
+--- error_log eval
+qr/push failed: .*WRONGTYPE/
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 25: the secret header is found after many other headers
+--- init
+t::PB::expect(len => 1);
+--- request eval
+"POST /hook\n" . t::PB::payload()
+--- more_headers eval
+join('', map { "X-Filler-$_: $_\n" } 1 .. 30) . "X-Webhook-Secret: s3cret\n"
+--- error_code: 202
+
+
+
+=== TEST 26: a refused webhook logs its reason and no container id
+--- request eval
+"POST /hook\n" . t::PB::payload()
+--- error_code: 401
+--- response_headers
+X-PB-Result: missing secret
+!X-PB-Container
+--- response_body chomp
+{"error":"missing secret"}

@@ -386,3 +386,20 @@ t::PB::expect(len => 0, each => sub {
 --- response_body_like: ^\{"status":"queued"
 --- error_log
 returned an unexpected digest for the push script
+
+
+
+=== TEST 11: no phantombuster_redis: the default 127.0.0.1:6379 (unused here)
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_secret off;
+        phantombuster_queue pbtest:webhooks;
+    }
+--- request eval
+"POST /hook\n" . t::PB::payload()
+--- error_code: 503
+--- response_body chomp
+{"error":"queue unavailable"}
+--- error_log
+could not connect to redis "127.0.0.1:6379"

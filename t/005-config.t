@@ -278,3 +278,185 @@ ok
 --- no_error_log
 phantombuster
 [error]
+
+
+
+=== TEST 22: phantombuster_redis twice
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_secret off;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    }
+--- must_die
+--- error_log
+"phantombuster_redis" directive is duplicate
+
+
+
+=== TEST 23: phantombuster_queue twice
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_secret off;
+        phantombuster_queue pbtest:a;
+        phantombuster_queue pbtest:b;
+    }
+--- must_die
+--- error_log
+"phantombuster_queue" directive is duplicate
+
+
+
+=== TEST 24: a queue name with a control character
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_secret off;
+        phantombuster_queue "pbtest\tq";
+    }
+--- must_die
+--- error_log
+"phantombuster_queue" directive must not contain control characters
+
+
+
+=== TEST 25: a queue name that is not UTF-8
+--- config eval
+"    location = /hook {
+        phantombuster_webhook;
+        phantombuster_secret off;
+        phantombuster_queue pbtest:\xff\xfe;
+    }"
+--- must_die
+--- error_log
+"phantombuster_queue" directive must be valid UTF-8
+
+
+
+=== TEST 26: phantombuster_secret twice
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_secret one;
+        phantombuster_secret two;
+    }
+--- must_die
+--- error_log
+"phantombuster_secret" directive is duplicate
+
+
+
+=== TEST 27: a secret longer than nginx's 4096-byte token is refused
+--- config eval
+"    location = /hook {
+        phantombuster_webhook;
+        phantombuster_secret " . ("s" x 4097) . ";
+    }"
+--- must_die
+--- error_log
+too long parameter "ssssssssss..." started
+
+
+
+=== TEST 28: an empty secret file name
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_secret_file "";
+    }
+--- must_die
+--- error_log
+empty secret file name
+
+
+
+=== TEST 29: a secret file larger than 4096 bytes
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_secret_file $TEST_NGINX_PB_ROOT/t/PB.pm;
+    }
+--- must_die
+--- error_log eval
+qr{secret file "[^"]*/t/PB\.pm" is too large}
+
+
+
+=== TEST 30: a directory as the secret file cannot be read
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_secret_file $TEST_NGINX_PB_ROOT/t/data;
+    }
+--- must_die
+--- error_log eval
+qr{read\(\) "[^"]*/t/data" failed \(21: Is a directory\)}
+
+
+
+=== TEST 31: phantombuster_dedupe twice
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_secret off;
+        phantombuster_dedupe 1h;
+        phantombuster_dedupe off;
+    }
+--- must_die
+--- error_log
+"phantombuster_dedupe" directive is duplicate
+
+
+
+=== TEST 32: phantombuster_max_queue twice
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_secret off;
+        phantombuster_max_queue 10;
+        phantombuster_max_queue off;
+    }
+--- must_die
+--- error_log
+"phantombuster_max_queue" directive is duplicate
+
+
+
+=== TEST 33: phantombuster_admin_token twice
+--- config
+    location = /admin {
+        phantombuster_admin;
+        phantombuster_admin_token one;
+        phantombuster_admin_token two;
+    }
+--- must_die
+--- error_log
+"phantombuster_admin_token" directive is duplicate
+
+
+
+=== TEST 34: phantombuster_status twice
+--- config
+    location = /status {
+        phantombuster_status;
+        phantombuster_status;
+    }
+--- must_die
+--- error_log
+"phantombuster_status" directive is duplicate
+
+
+
+=== TEST 35: the variables are empty in a location the module does not handle
+--- config
+    location = /plain {
+        return 200 "[$phantombuster_result][$phantombuster_container_id]\n";
+    }
+--- request
+GET /plain
+--- response_body
+[][]
+--- no_error_log
+[error]
