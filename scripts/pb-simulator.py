@@ -613,8 +613,25 @@ def api_agent_fetch(sim, q, body):
         return 200, dict(agent)
 
 
+def save_problem(body):
+    """What the spec's agents/save schema refuses among the fields the worker sends."""
+    notifications = body.get("notifications")
+    if notifications is not None and not isinstance(notifications, dict):
+        return "notifications must be an object"
+    webhook = (notifications or {}).get("webhook")
+    if webhook is not None and (not isinstance(webhook, str) or len(webhook) > 2000):
+        return "notifications.webhook must be a string of at most 2000 characters"
+    mp = body.get("maxParallelism")
+    if mp is not None and (isinstance(mp, bool) or not isinstance(mp, (int, float))):
+        return "maxParallelism must be a number"
+    return None
+
+
 def api_agent_save(sim, q, body):
     """Top-level fields replace; `notifications` is merged key by key (documented choice)."""
+    problem = save_problem(body)
+    if problem:
+        return err(400, "badRequest", problem)
     with sim.lock:
         if body.get("id") not in (None, ""):
             agent = sim.get_agent(body["id"])

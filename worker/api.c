@@ -283,6 +283,20 @@ pb_api_agent_output(pb_api_t *api, const char *agent, pb_api_result_t *res)
 }
 
 
+void
+pb_api_agent_fetch(pb_api_t *api, const char *agent, pb_api_result_t *res)
+{
+    call(api, "GET", "agents/fetch", agent, NULL, res);
+}
+
+
+void
+pb_api_agent_save(pb_api_t *api, json_t *body, pb_api_result_t *res)
+{
+    call(api, "POST", "agents/save", NULL, body, res);
+}
+
+
 pb_api_class_t
 pb_api_classify(const pb_api_result_t *res)
 {

@@ -60,6 +60,13 @@ void pb_api_stop_agent(pb_api_t *api, const char *agent,
 void pb_api_agent_output(pb_api_t *api, const char *agent,
     pb_api_result_t *res);
 
+/* GET /api/v2/agents/fetch?id=... : the agent's settings. */
+void pb_api_agent_fetch(pb_api_t *api, const char *agent,
+    pb_api_result_t *res);
+
+/* POST /api/v2/agents/save with body (its "id" names the agent). */
+void pb_api_agent_save(pb_api_t *api, json_t *body, pb_api_result_t *res);
+
 void pb_api_result_free(pb_api_result_t *res);
 
 /* Pure: the class of a result (tested without a server). */

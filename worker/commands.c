@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent.h"
 #include "commands.h"
 #include "jobs.h"
 #include "log.h"
@@ -384,27 +385,78 @@ cmd_restart(pb_ctx_t *ctx, const json_t *req, json_t **result, char *err,
 }
 
 
+static int
+cmd_configure_agent(pb_ctx_t *ctx, const json_t *req, json_t **result,
+    char *err, size_t err_len)
+{
+    char              agent[PB_ID_MAX_LEN + 1];
+    const char       *problem;
+    json_t           *v;
+    pb_agent_conf_t   conf;
+
+    if (pb_id_from_json(json_object_get(req, "agent"), agent) != 0) {
+        return bad(err, err_len, "configure-agent: the agent id must be "
+                   "1..%d characters of [A-Za-z0-9_.:-]", PB_ID_MAX_LEN);
+    }
+
+    conf.agent = agent;
+    conf.webhook_url = json_string_value(json_object_get(req, "webhook_url"));
+    if (conf.webhook_url == NULL) {
+        return bad(err, err_len, "configure-agent: a webhook URL is required");
+    }
+
+    problem = pb_webhook_url_problem(conf.webhook_url);
+    if (problem != NULL) {
+        return bad(err, err_len, "configure-agent: the webhook URL %s",
+                   problem);
+    }
+
+    v = json_object_get(req, "max_parallelism");
+    conf.max_parallelism = v == NULL ? 1 : json_is_integer(v)
+                           ? (long) json_integer_value(v) : 0;
+    if (conf.max_parallelism < 1 || conf.max_parallelism > 100) {
+        return bad(err, err_len, "configure-agent: max parallelism must be "
+                   "an integer in 1..100");
+    }
+
+    conf.dry_run = json_is_true(json_object_get(req, "dry_run"));
+
+    if (ctx->api == NULL) {
+        return bad(err, err_len, "configure-agent talks to PhantomBuster: "
+                   "set PHANTOMBUSTER_API_KEY or PHANTOMBUSTER_API_KEY_FILE");
+    }
+
+    return pb_agent_configure(ctx->api, &conf, result, err, err_len);
+}
+
+
 static const struct {
     const char  *name;
     command_fn   fn;
+    int          remote;    /* may come through the Redis command list */
 } commands[] = {
-    { "status", cmd_status },
-    { "list", cmd_list },
-    { "enqueue", cmd_enqueue },
-    { "dlq_list", cmd_dlq_list },
-    { "dlq_retry", cmd_dlq_retry },
-    { "dlq_retry_all", cmd_dlq_retry_all },
-    { "dlq_purge", cmd_dlq_purge },
-    { "pause", cmd_pause },
-    { "resume", cmd_resume },
-    { "drain", cmd_drain },
-    { "restart", cmd_restart },
+    { "status", cmd_status, 1 },
+    { "list", cmd_list, 1 },
+    { "enqueue", cmd_enqueue, 1 },
+    { "dlq_list", cmd_dlq_list, 1 },
+    { "dlq_retry", cmd_dlq_retry, 1 },
+    { "dlq_retry_all", cmd_dlq_retry_all, 1 },
+    { "dlq_purge", cmd_dlq_purge, 1 },
+    { "pause", cmd_pause, 1 },
+    { "resume", cmd_resume, 1 },
+    { "drain", cmd_drain, 1 },
+    { "restart", cmd_restart, 1 },
+    /* where an agent's webhooks go is for an operator, not a status page */
+    { "configure_agent", cmd_configure_agent, 0 },
 };
 
+#define NCOMMANDS  (sizeof(commands) / sizeof(commands[0]))
 
-int
-pb_command_run(pb_ctx_t *ctx, const json_t *request, json_t **result,
-    char *err, size_t err_len)
+
+/* Runs the command request names; from_redis: the remote ones only. */
+static int
+dispatch(pb_ctx_t *ctx, const json_t *request, int from_redis,
+    json_t **result, char *err, size_t err_len)
 {
     size_t       i;
     const char  *name = json_string_value(json_object_get(request, "cmd"));
@@ -415,13 +467,26 @@ pb_command_run(pb_ctx_t *ctx, const json_t *request, json_t **result,
         return bad(err, err_len, "a command needs a \"cmd\" name");
     }
 
-    for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-        if (strcmp(name, commands[i].name) == 0) {
-            return commands[i].fn(ctx, request, result, err, err_len);
+    for (i = 0; i < NCOMMANDS; i++) {
+        if (strcmp(name, commands[i].name) != 0) {
+            continue;
         }
+        if (from_redis && !commands[i].remote) {
+            return bad(err, err_len, "%s runs from pbctl only, not through "
+                       "Redis", name);
+        }
+        return commands[i].fn(ctx, request, result, err, err_len);
     }
 
     return bad(err, err_len, "unknown command \"%s\"", name);
+}
+
+
+int
+pb_command_run(pb_ctx_t *ctx, const json_t *request, json_t **result,
+    char *err, size_t err_len)
+{
+    return dispatch(ctx, request, 0, result, err, err_len);
 }
 
 
@@ -447,7 +512,7 @@ pb_commands_step(pb_ctx_t *ctx)
     request = json_loads(reply->str, 0, NULL);
     freeReplyObject(reply);
 
-    rc = request ? pb_command_run(ctx, request, &result, err, sizeof(err))
+    rc = request ? dispatch(ctx, request, 1, &result, err, sizeof(err))
                  : bad(err, sizeof(err), "a command must be a JSON object");
 
     pb_log(rc == PB_CMD_OK ? PB_LOG_INFO : PB_LOG_WARN, "admin command",

@@ -153,16 +153,17 @@ set_option(pb_config_t *cfg, const opt_t *o, const char *value,
         return 0;
 
     case OPT_LEVEL:
-        n = pb_log_level_parse(value);
-        if (n < 0) {
-            return fail(err, err_len, "%s: \"%s\" is not a log level "
-                        "(debug, info, warn, error)", origin, value);
-        }
-        *(int *) field = (int) n;
-        return 0;
+        break;
     }
 
-    return fail(err, err_len, "%s: unknown option type", origin);
+    n = pb_log_level_parse(value);
+    if (n < 0) {
+        return fail(err, err_len, "%s: \"%s\" is not a log level "
+                    "(debug, info, warn, error)", origin, value);
+    }
+    *(int *) field = (int) n;
+
+    return 0;
 }
 
 

@@ -48,9 +48,11 @@ static pb_script_t  dlq_retry_script = { "dlq_retry",
     "redis.call('ZREM', K.dead, id)\n"
     "local seq = redis.call('INCR', K.seq)\n"
     "local score = -tonumber(jget(id, 'priority') or '0') * 4294967296 + seq\n"
+    /* the old error leaves the job; the audit row keeps it */
+    "local old = jget(id, 'error')\n"
     "redis.call('HDEL', P .. id, 'token', 'container', 'error', 'dead_at',\n"
     "  'in_doubt', 'retry_at', 'exit_code', 'exit_message', 'found_by',\n"
-    "  'finished_at', 'launched_at')\n"
+    "  'finished_at', 'launched_at', 'last_error')\n"
     "redis.call('HSET', P .. id, 'state', 'pending', 'status', 'pending',\n"
     "  'attempts', '0', 'seq', seq, 'score', int(score),\n"
     "  'retried_at', int(now_ms()))\n"
@@ -59,7 +61,8 @@ static pb_script_t  dlq_retry_script = { "dlq_retry",
     "metric('dlq_retried')\n"
     /* the one backward move the audit log allows (pb_audit_reset) */
     "audit({op = 'reset', job_id = id, metadata = {attempts = 0,\n"
-    "  queue_position = position(id), retried_from = 'dead_letter'}})\n"
+    "  queue_position = position(id), retried_from = 'dead_letter',\n"
+    "  dead_letter_error = old, error = cjson.null}})\n"
     "return {1}\n",
     ""
 };

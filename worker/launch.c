@@ -140,10 +140,6 @@ pb_launch_step(pb_ctx_t *ctx, int64_t *wait_ms)
 
     *wait_ms = -1;
 
-    if (ctx->api == NULL) {
-        return 0;
-    }
-
     if (pb_slot_claim(ctx, pb_launch_lease_ms(ctx->cfg), &claim) != 0) {
         return -1;
     }

@@ -15,9 +15,10 @@
 #include "ctx.h"
 
 /*
- * Launches at most one job.  Returns 1 when it did something (call again),
- * 0 when there is nothing to launch now (*wait_ms: how long until there
- * may be, -1 when only an event can tell), -1 when Redis failed.
+ * Launches at most one job (ctx->api must be set).  Returns 1 when it did
+ * something (call again), 0 when there is nothing to launch now
+ * (*wait_ms: how long until there may be, -1 when only an event can
+ * tell), -1 when Redis failed.
  */
 int pb_launch_step(pb_ctx_t *ctx, int64_t *wait_ms);
 

@@ -78,6 +78,12 @@ void pb_lua_keys(const char **keys, const char *extra1, const char *extra2);
 "  return jget(id, 'token') == token\n"                                       \
 "    and redis.call('ZSCORE', K.running, id) ~= false\n"                      \
 "end\n"                                                                       \
+/* the launch error a job carries, cleared: its launch got through */        \
+"local function take_last_error(id)\n"                                        \
+"  local e = jget(id, 'last_error')\n"                                        \
+"  if e then redis.call('HDEL', P .. id, 'last_error') end\n"                 \
+"  return e\n"                                                                \
+"end\n"                                                                       \
 "local function dead_letter(id, err, now)\n"                                  \
 "  redis.call('HSET', P .. id, 'state', 'dead', 'status', 'dead_lettered',\n" \
 "    'error', err, 'dead_at', int(now))\n"                                    \
@@ -163,7 +169,8 @@ void pb_lua_keys(const char **keys, const char *extra1, const char *extra2);
 "    metadata = {phantom_container_id = container,\n"                         \
 "      next_job_queued = queued > 0, attempts = attempts(id),\n"              \
 "      exit_code = tonumber(o.exit_code), exit_message = o.exit_message,\n"   \
-"      error = o.error, found_by = o.found_by}})\n"                           \
+"      error = o.error, found_by = o.found_by,\n"                             \
+"      launch_error = take_last_error(id)}})\n"                               \
 "  metric('completed_' .. o.status)\n"                                        \
 "  if o.status ~= 'success' then\n"                                           \
 "    metric('exit:' .. (o.exit_message or o.status))\n"                       \

@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <curl/curl.h>
 
+#include "agent.h"
 #include "commands.h"
 #include "config.h"
 #include "ctx.h"
@@ -35,6 +36,11 @@ static const char  usage_text[] =
     "  pause | resume                  stop / restart launching\n"
     "  drain [--no-wait] [--wait S]    stop launching, wait for the runs\n"
     "  restart                         settle stuck runs (asks PhantomBuster)\n"
+    "  configure-agent --agent ID --webhook-url URL|-\n"
+    "      [--max-parallelism N] [--dry-run]\n"
+    "                                  point the agent's webhook at URL (its\n"
+    "                                  ?secret= masked in the output; - reads\n"
+    "                                  it from stdin), maxParallelism N (1)\n"
     "\n"
     "flags (each also an environment variable):\n";
 
@@ -105,7 +111,8 @@ parse_int(const char *text, long long min, long long max, long long *out)
 typedef struct {
     const char  *flag;
     const char  *field;
-    int          integer;
+    char         kind;          /* 's' text, 'i' integer, 'b' no value,
+                                   'w' drain --wait (pbctl's own) */
     long long    min, max;
 } subopt_t;
 
@@ -123,6 +130,13 @@ parse_subopts(pbctl_t *ctl, int argc, char **argv, int i,
         value = NULL;
 
         for (k = 0; opts != NULL && opts[k].flag != NULL; k++) {
+            if (opts[k].kind == 'b') {
+                if (strcmp(argv[i], opts[k].flag) == 0) {
+                    value = argv[i++];
+                    break;
+                }
+                continue;
+            }
             value = option(argc, argv, &i, opts[k].flag, &missing);
             if (value != NULL || missing) {
                 break;
@@ -139,7 +153,7 @@ parse_subopts(pbctl_t *ctl, int argc, char **argv, int i,
             return PB_CMD_BADARGS;
         }
 
-        if (opts[k].field == NULL) {
+        if (opts[k].kind == 'w') {
             /* drain --wait S: pbctl's own, not the command's */
             if (parse_int(value, 0, 86400LL * 365, &n) != 0) {
                 return usage_error("%s wants a number of seconds",
@@ -147,7 +161,10 @@ parse_subopts(pbctl_t *ctl, int argc, char **argv, int i,
             }
             ctl->wait_ms = n * 1000;
 
-        } else if (opts[k].integer) {
+        } else if (opts[k].kind == 'b') {
+            json_object_set_new(ctl->request, opts[k].field, json_true());
+
+        } else if (opts[k].kind == 'i') {
             if (parse_int(value, opts[k].min, opts[k].max, &n) != 0) {
                 fprintf(stderr, "pbctl: %s: %s wants an integer in "
                         "%lld..%lld\n", cmd, opts[k].flag, opts[k].min,
@@ -166,27 +183,60 @@ parse_subopts(pbctl_t *ctl, int argc, char **argv, int i,
 }
 
 
+/*
+ * configure-agent --webhook-url -: the URL (it holds the secret) from
+ * stdin, so that it never shows in ps.
+ */
+static int
+url_from_stdin(pbctl_t *ctl)
+{
+    char         line[4096];
+    const char  *url;
+
+    url = json_string_value(json_object_get(ctl->request, "webhook_url"));
+    if (strcmp(url, "-") != 0) {
+        return PB_CMD_OK;
+    }
+
+    if (fgets(line, sizeof(line), stdin) == NULL) {
+        return usage_error("configure-agent: no URL on %s", "stdin");
+    }
+    line[strcspn(line, "\r\n")] = '\0';
+
+    json_object_set_new(ctl->request, "webhook_url", json_string(line));
+
+    return PB_CMD_OK;
+}
+
+
 static int
 parse_command(pbctl_t *ctl, int argc, char **argv, int i)
 {
     static const subopt_t  list_opts[] = {
-        { "--state", "set", 0, 0, 0 },
-        { "--limit", "limit", 1, 1, 100000 },
+        { "--state", "set", 's', 0, 0 },
+        { "--limit", "limit", 'i', 1, 100000 },
         { NULL, NULL, 0, 0, 0 }
     };
     static const subopt_t  enqueue_opts[] = {
-        { "--agent", "agent", 0, 0, 0 },
-        { "--argument", "argument", 0, 0, 0 },
-        { "--priority", "priority", 1, -1000000, 1000000 },
-        { "--job-id", "job_id", 0, 0, 0 },
+        { "--agent", "agent", 's', 0, 0 },
+        { "--argument", "argument", 's', 0, 0 },
+        { "--priority", "priority", 'i', -1000000, 1000000 },
+        { "--job-id", "job_id", 's', 0, 0 },
         { NULL, NULL, 0, 0, 0 }
     };
     static const subopt_t  limit_opts[] = {
-        { "--limit", "limit", 1, 1, 100000 },
+        { "--limit", "limit", 'i', 1, 100000 },
         { NULL, NULL, 0, 0, 0 }
     };
     static const subopt_t  drain_opts[] = {
-        { "--wait", NULL, 1, 0, 0 },
+        { "--wait", NULL, 'w', 0, 0 },
+        { NULL, NULL, 0, 0, 0 }
+    };
+    static const subopt_t  configure_opts[] = {
+        { "--agent", "agent", 's', 0, 0 },
+        { "--webhook-url", "webhook_url", 's', 0, 0 },
+        { "--max-parallelism", "max_parallelism", 'i', 1, 100 },
+        { "--dry-run", "dry_run", 'b', 0, 0 },
         { NULL, NULL, 0, 0, 0 }
     };
     static const char  *simple[] = { "status", "pause", "resume", "restart",
@@ -219,6 +269,19 @@ parse_command(pbctl_t *ctl, int argc, char **argv, int i)
             return usage_error("enqueue: --agent ID is %s", "required");
         }
         return k;
+    }
+
+    if (strcmp(cmd, "configure-agent") == 0) {
+        ctl->request = json_pack("{s:s}", "cmd", "configure_agent");
+        k = parse_subopts(ctl, argc, argv, i, configure_opts, cmd);
+        if (k == PB_CMD_OK
+            && (json_object_get(ctl->request, "agent") == NULL
+                || json_object_get(ctl->request, "webhook_url") == NULL))
+        {
+            return usage_error("configure-agent: --agent ID and "
+                               "--webhook-url URL are %s", "required");
+        }
+        return k == PB_CMD_OK ? url_from_stdin(ctl) : k;
     }
 
     if (strcmp(cmd, "drain") == 0) {
@@ -488,6 +551,35 @@ print_status(const json_t *s)
 }
 
 
+/* configure-agent: one line per changed field, before -> after. */
+static void
+print_configured(const json_t *r)
+{
+    char         a[256], b[256];
+    size_t       i, n;
+    json_t      *changes = json_object_get(r, "changes"), *c;
+
+    n = json_array_size(changes);
+
+    if (n == 0) {
+        printf("agent %s already configured: nothing to change\n",
+               str(r, "agent"));
+        return;
+    }
+
+    printf("agent %s: %zu field%s %s\n", str(r, "agent"), n,
+           n == 1 ? "" : "s",
+           json_is_true(json_object_get(r, "saved")) ? "changed (read back)"
+           : "would change (dry run, nothing saved)");
+
+    json_array_foreach(changes, i, c) {
+        printf("  %s: %s -> %s\n", str(c, "field"),
+               pb_change_text(c, "before", b, sizeof(b)),
+               pb_change_text(c, "after", a, sizeof(a)));
+    }
+}
+
+
 static void
 print_result(const char *cmd, const json_t *r)
 {
@@ -517,6 +609,9 @@ print_result(const char *cmd, const json_t *r)
     } else if (strcmp(cmd, "dlq_purge") == 0) {
         printf("%lld dead-lettered jobs purged\n",
                (long long) json_integer_value(json_object_get(r, "purged")));
+
+    } else if (strcmp(cmd, "configure_agent") == 0) {
+        print_configured(r);
 
     } else if (strcmp(cmd, "restart") == 0) {
         printf("running before %lld, after %lld: %lld slots freed\n",

@@ -278,17 +278,6 @@ pb_redis_cmd(pb_redis_t *r, const char *fmt, ...)
 }
 
 
-redisReply *
-pb_redis_argv(pb_redis_t *r, int argc, const char **argv)
-{
-    if (ensure(r) != 0) {
-        return NULL;
-    }
-
-    return checked(r, redisCommandArgv(r->ctx, argc, argv, NULL), argv[0]);
-}
-
-
 static int
 load_script(pb_redis_t *r, pb_script_t *script)
 {

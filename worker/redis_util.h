@@ -39,8 +39,6 @@ int pb_redis_connected(const pb_redis_t *r);
 
 redisReply *pb_redis_cmd(pb_redis_t *r, const char *fmt, ...);
 
-redisReply *pb_redis_argv(pb_redis_t *r, int argc, const char **argv);
-
 /*
  * EVALSHA with the keys and args (NULL-terminated string arrays), loading
  * the script first when Redis does not know it (first use, Redis restarted

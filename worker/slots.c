@@ -126,7 +126,7 @@ static pb_script_t  record_script = { "record",
     "  container_id = container,\n"
     "  metadata = {phantom_container_id = container,\n"
     "    attempts = attempts(id), launched_by = jget(id, 'worker'),\n"
-    "    found_by = ARGV[6]}})\n"
+    "    found_by = ARGV[6], launch_error = take_last_error(id)}})\n"
     "local early = jget(id, 'early_container')\n"
     "if early == container then\n"
     "  return complete(id, early_outcome(id), now)\n"

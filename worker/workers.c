@@ -14,15 +14,15 @@ static int64_t  next_beat_ms;
 
 /*
  * KEYS: 1 processing list, 2 queue, 3 registry set.  ARGV: 1 worker id,
- * 2 "forget" to drop it from the registry once its list is empty.
- * Newest first onto the consuming end, so the oldest is handled first.
+ * dropped from the registry once its list is empty.  Newest first onto
+ * the consuming end, so the oldest is handled first.
  */
 static pb_script_t  recover_script = { "recover_processing",
     "local n = 0\n"
     "while redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT') do\n"
     "  n = n + 1\n"
     "end\n"
-    "if ARGV[2] == 'forget' then redis.call('SREM', KEYS[3], ARGV[1]) end\n"
+    "redis.call('SREM', KEYS[3], ARGV[1])\n"
     "return n\n",
     ""
 };
@@ -89,12 +89,13 @@ pb_workers_alive(pb_ctx_t *ctx, const char *worker_id)
 }
 
 
+/* Moves worker_id's processing list back to the queue and forgets it. */
 static long long
-recover(pb_ctx_t *ctx, const char *worker_id, const char *mode)
+recover(pb_ctx_t *ctx, const char *worker_id)
 {
     char         processing[512];
     const char  *keys[] = { processing, ctx->cfg->queue, PB_KEY_WORKERS, NULL };
-    const char  *argv[] = { worker_id, mode, NULL };
+    const char  *argv[] = { worker_id, NULL };
     long long    n = -1;
     redisReply  *reply;
 
@@ -119,13 +120,6 @@ recover(pb_ctx_t *ctx, const char *worker_id, const char *mode)
 }
 
 
-long long
-pb_workers_recover(pb_ctx_t *ctx, const char *worker_id)
-{
-    return recover(ctx, worker_id, "keep");
-}
-
-
 void
 pb_workers_reap(pb_ctx_t *ctx)
 {
@@ -145,7 +139,7 @@ pb_workers_reap(pb_ctx_t *ctx)
             && pb_workers_alive(ctx, id) == 0)
         {
             pb_log(PB_LOG_WARN, "worker presumed dead", "{s:s}", "worker", id);
-            recover(ctx, id, "forget");
+            recover(ctx, id);
         }
     }
 
@@ -159,5 +153,5 @@ pb_workers_leave(pb_ctx_t *ctx)
     freeReplyObject(pb_redis_cmd(ctx->redis, "DEL %s%s", PB_KEY_WORKER_PREFIX,
                                  ctx->cfg->worker_id));
     /* anything still in flight goes back for the others */
-    recover(ctx, ctx->cfg->worker_id, "forget");
+    recover(ctx, ctx->cfg->worker_id);
 }

@@ -17,9 +17,6 @@ void pb_workers_heartbeat(pb_ctx_t *ctx);
 /* 1 alive, 0 dead (no heartbeat), -1 Redis failed. */
 int pb_workers_alive(pb_ctx_t *ctx, const char *worker_id);
 
-/* Moves worker_id's processing list back to the queue; count or -1. */
-long long pb_workers_recover(pb_ctx_t *ctx, const char *worker_id);
-
 /* Recovers every dead worker's processing list and forgets the worker. */
 void pb_workers_reap(pb_ctx_t *ctx);
 

@@ -8,7 +8,8 @@
 # (build/quality/cov-nginx, build/quality/cov-worker), so the normal build
 # is untouched; runs its suites; prints gcovr's per-file table:
 #   module: ngx_http_phantombuster_module/ + common/ as linked into the .so
-#   worker: worker/ + common/ as linked into pb-worker and pbctl
+#   worker: worker/ + common/ as linked into pb-worker and pbctl (the
+#           worker's suites, and common's own unit tests for common/)
 # and fails when a component is under PB_COVERAGE_MIN (default 90) percent
 # of lines.  nginx writes its .gcda files when its processes exit, which
 # the Test::Nginx runner causes with SIGQUIT (a graceful exit).  Needs
@@ -100,6 +101,14 @@ coverage_worker() {
     find "$root/build/t/worker" -name '*.gcda' -delete 2>/dev/null
     CC="${CC:-cc} --coverage" "$root/t/worker/test_audit.sh" \
         >>"$out/coverage-worker-tests.log" 2>&1 || rc=1
+    # common/ is linked into both binaries; its own unit tests (t/unit:
+    # the payload validator and the envelope, built from the root by the
+    # top Makefile's "unit" target) count for it here too
+    # (outside $dir: gcov reads each directory from its own working dir)
+    find "$root/$out/cov-common" -name '*.gcda' -delete 2>/dev/null
+    make -s -C "$root" BUILD="$root/$out/cov-common" \
+        CC="${CC:-cc} --coverage" CFLAGS="-O0 -g" unit \
+        >>"$out/coverage-worker-tests.log" 2>&1 || rc=1
     grep -E '[0-9]+ passed, [0-9]+ failed' "$out/coverage-worker-tests.log" \
         | tail -3
     if [ $rc -ne 0 ]; then
@@ -109,7 +118,8 @@ coverage_worker() {
 
     rm -f "$out"/gcovr-worker.err
     gcov_report worker 'worker/' 'common/' -- \
-        "$root/worker:$dir" "$root:$root/build/t/worker" || rc=1
+        "$root/worker:$dir" "$root:$root/build/t/worker" \
+        "$root:$root/$out/cov-common" || rc=1
     return $rc
 }
 

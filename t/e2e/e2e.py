@@ -11,6 +11,7 @@ Scenarios (each asserts on the simulator's /_sim/stats and on service_audit_logs
   5  two nginx instances, three workers, PostgreSQL: the invariants still hold
   6  API faults: 429 + Retry-After the worker was not told about, 5xx, hung launch calls
   7  lost launch answers: the worker binds the run it cannot see the answer of, never relaunches
+  8  pbctl configure-agent: the agent's webhooks then go to nginx and reach Redis and the worker
 The last line is "N passed, N failed"; the exit status is non-zero on any failure.
 Logs of every process: build/e2e/<scenario>/.
 """
@@ -351,8 +352,46 @@ def scenario_7():
         C.eq("lost answers", stats["hangs"], 2)
 
 
+def scenario_8():
+    """pbctl configure-agent points an agent at nginx: its webhooks then arrive and drive the worker."""
+    with Env("s8-configure-agent") as env:
+        env.start_redis()
+        env.start_sim(parallelism=1, **RUN, **SIM_LIMIT)
+        env.sim_config(webhook_url="")  # no default: only a configured agent sends webhooks
+        env.start_nginx(0)
+        url = webhook_url()
+        r = env.pbctl("configure-agent", "--agent", AGENT, "--webhook-url", url, check=False)
+        C.eq("configure-agent exit status", r.returncode, 0)
+        C.check("configure-agent reports webhook and maxParallelism, secret masked",
+                "  maxParallelism: null -> 1" in r.stdout
+                and "  notifications.webhook: (none) -> " + url.replace(SECRET, "***") in r.stdout
+                and SECRET not in r.stdout + r.stderr, r.stdout + r.stderr)
+        st, agent = env.sim_api("GET", "/agents/fetch?id=" + AGENT)
+        C.check("the simulator's agent has the URL and maxParallelism 1",
+                st == 200 and agent["notifications"].get("webhook") == url
+                and agent["maxParallelism"] == 1, agent)
+        r = env.pbctl("configure-agent", "--agent", AGENT, "--webhook-url", url, check=False)
+        C.check("configure-agent again: nothing to change",
+                r.returncode == 0 and "already configured" in r.stdout, r.stdout + r.stderr)
+
+        env.start_worker("worker-1", **FAST_WORKER)
+        jobs = ["s8-%03d" % i for i in range(1, 4)]
+        enqueue_all(env, jobs)
+        rows = env.wait_terminal(jobs, 60)
+        stats = env.sim_stats()
+        check_common(env, jobs, rows, stats, expect_status="success")
+        C.eq("webhooks sent to the configured URL", stats["webhooks_sent"], len(jobs))
+        C.eq("webhooks without a URL", stats["webhooks_no_url"], 0)
+        C.eq("nginx: webhooks queued", env.nginx_results(0)["queued"], len(jobs))
+        C.check("completed by their webhooks (no polling)",
+                stats["polls"] == 0 and all(isinstance(rows[j]["webhook_payload"], dict) for j in jobs),
+                stats["polls"])
+        C.check("dedupe markers in Redis for each run", len(env.redis_keys(QUEUE + ":seen:*")) == len(jobs),
+                env.redis_keys(QUEUE + ":seen:*"))
+
+
 SCENARIOS = {1: scenario_1, 2: scenario_2, 3: scenario_3, 4: scenario_4, 5: scenario_5, 6: scenario_6,
-             7: scenario_7}
+             7: scenario_7, 8: scenario_8}
 
 
 def main():

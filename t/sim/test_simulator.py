@@ -302,6 +302,12 @@ class SimCase(unittest.TestCase):
         self.assertEqual(a["notifications"], {"webhook": "http://y/?secret=2", "mailAfterEachLaunch": False})
         st, _, created = self.api("POST", "/agents/save", {"name": "new"})
         self.assertEqual(self.api("GET", "/agents/fetch?id=" + created["id"])[2]["name"], "new")
+        # the spec's types and webhook maxLength (2000) for what configure-agent sends
+        for bad in ({"notifications": "x"}, {"notifications": {"webhook": 5}},
+                    {"notifications": {"webhook": "http://h/?secret=" + "s" * 2000}},
+                    {"maxParallelism": "1"}, {"maxParallelism": True}):
+            self.assertEqual(self.api("POST", "/agents/save", dict(bad, id="42"))[0], 400, bad)
+        self.assertEqual(self.api("GET", "/agents/fetch?id=42")[2]["maxParallelism"], 1)
 
     def test_agent_fetch_output(self):
         st, _, out = self.api("GET", "/agents/fetch-output?id=88")

@@ -14,6 +14,7 @@ Environment: PB_WORKER_TEST_ONLY=name (one scenario), PB_TEST_DB_OUTAGE
 The last line is "N passed, N failed".
 """
 import argparse
+import functools
 import json
 import os
 import random
@@ -26,7 +27,10 @@ import sys
 import tempfile
 import time
 import traceback
+import urllib.error
 import urllib.request
+
+from stub_api import StubAPI
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("PB_WORKER_BUILD") or os.path.join(ROOT, "build", "worker")
@@ -121,9 +125,9 @@ class Env:
     def worker(self, wid="w1", **extra):
         return self.spawn(wid, [WORKER], self.env(PB_WORKER_ID=wid, **extra))
 
-    def pbctl(self, *args):
+    def pbctl(self, *args, stdin=None, **extra):
         r = subprocess.run([PBCTL] + [str(a) for a in args], capture_output=True,
-                           text=True, env=self.env(), timeout=60)
+                           text=True, env=self.env(**extra), timeout=60, input=stdin)
         return r
 
     def enqueue(self, n, prefix="job", agent="4717388215573025"):
@@ -194,11 +198,14 @@ class Env:
             return p.wait(timeout)
         except subprocess.TimeoutExpired:
             p.kill()
+            p.wait(5)
             return None
 
     def close(self, ok):
+        # SIGTERM for workers too: a killed worker writes no coverage data
+        # (.gcda); stop() falls back to SIGKILL after the wait
         for name in list(self.procs):
-            self.stop(name, signal.SIGKILL if name.startswith("w") else signal.SIGTERM, 5)
+            self.stop(name, signal.SIGTERM, 12 if name.startswith("w") else 5)
         if ok and not os.environ.get("PB_TEST_KEEP"):
             shutil.rmtree(self.dir, ignore_errors=True)
         else:
@@ -333,6 +340,18 @@ def s_failures(rp):
               wait_for(lambda: env.job(ids2[0]).get("status") == "success", 30))
         check("400: audit row went back and forward to success", env.outbox_drained()
               and env.audit_rows()[ids2[0]][0]["status"] == "success")
+        j = env.job(ids2[0])
+        r = env.pbctl("list", "--state", "done")
+        line = [l for l in r.stdout.splitlines() if ids2[0] in l]
+        check("400: after the retry the old error is gone (job, pbctl list)",
+              "error" not in j and "last_error" not in j and line
+              and "HTTP 400" not in line[0] and j["container"] in line[0], (j, r.stdout))
+        md = env.audit_rows()[ids2[0]][0]["metadata"]
+        check("400: the audit row keeps it as history only",
+              "HTTP 400" in md.get("dead_letter_error", "") and "error" not in md, md)
+        md = env.audit_rows()[ids[0]][0]["metadata"]
+        check("5xx: the success row keeps the last launch error",
+              "HTTP 503" in md.get("launch_error", "") and "last_error" not in env.job(ids[0]), md)
         env.sim("config", {"fail_next": 10, "fail_status": 503})
         ids3 = env.enqueue(1, "h")
         check("5xx: job settles when the budget runs out", env.all_terminal(ids3, 30))
@@ -496,8 +515,7 @@ def s_admin(rp):
         ids = env.enqueue(2, "a")
         env.worker("w1", SEQUENTIAL_QUEUE_TIMEOUT=600)
         wait_for(lambda: env.job(ids[0]).get("state") == "running", 10)
-        env.procs["w1"].kill()
-        env.procs["w1"].wait()
+        env.stop("w1")
         # the run ends upstream, its webhook is dropped, its worker is gone
         wait_for(lambda: env.sim()["webhooks_dropped"] == 1, 10)
         r = env.pbctl("--json", "restart")
@@ -677,6 +695,328 @@ def s_dead_launcher_unsent(rp):
         env.close(ok)
 
 
+def s_configure_agent(rp):
+    # no default webhook URL: only an agent configured by pbctl sends webhooks
+    env = Env(rp, "configure", webhook_url="")
+    ok = False
+    agent, other = "4717388215573025", "555"
+    secret = "cfg-s3cr3t-4b9e"
+    url = "http://127.0.0.1:%d/hook?secret=%s" % (env.sink_port, secret)
+    try:
+        env.sim("config", {"webhook_url": ""})
+        st = sim_api(env, "POST", "/agents/save", {"id": agent, "notifications": {
+            "mailManualExitError": True, "slackWebHook": "https://hooks.slack.example/T0/B0"}})
+        check("configure: agent with other notifications saved", st[0] == 200, st)
+
+        r = env.pbctl("configure-agent", "--agent", agent, "--webhook-url", url, "--dry-run")
+        check("configure: --dry-run reports and saves nothing",
+              r.returncode == 0 and "would change (dry run" in r.stdout
+              and sim_api(env, "GET", "/agents/fetch?id=" + agent)[1]["maxParallelism"] is None
+              and env.sim()["calls"].get("POST /agents/save") == 1, (r.stdout, r.stderr))
+
+        r = env.pbctl("--verbose", "configure-agent", "--agent", agent, "--webhook-url", url)
+        lines = r.stdout.splitlines()
+        check("configure: one line per changed field, before -> after", r.returncode == 0
+              and lines[1:] == ["  maxParallelism: null -> 1",
+                                "  notifications.webhook: (none) -> "
+                                "http://127.0.0.1:%d/hook?secret=***" % env.sink_port],
+              (r.stdout, r.stderr))
+        check("configure: the secret shows nowhere (output, logs)",
+              secret not in r.stdout + r.stderr and '"msg":"agent configured"' in r.stderr,
+              r.stderr)
+        a = sim_api(env, "GET", "/agents/fetch?id=" + agent)[1]
+        check("configure: saved as asked, other notifications kept",
+              a["maxParallelism"] == 1 and a["notifications"] == {
+                  "mailManualExitError": True, "webhook": url,
+                  "slackWebHook": "https://hooks.slack.example/T0/B0"}, a)
+
+        saves = env.sim()["calls"].get("POST /agents/save")
+        r = env.pbctl("configure-agent", "--agent", agent, "--webhook-url", "-", stdin=url + "\n")
+        check("configure: again (URL on stdin): nothing to change, nothing saved",
+              r.returncode == 0 and "already configured" in r.stdout
+              and env.sim()["calls"].get("POST /agents/save") == saves, (r.stdout, r.stderr))
+
+        r = env.pbctl("--json", "configure-agent", "--agent", other, "--webhook-url", url,
+                      "--max-parallelism", "3")
+        res = json.loads(r.stdout or "{}")
+        check("configure: --json, --max-parallelism",
+              r.returncode == 0 and res.get("saved") is True
+              and {c["field"]: c.get("after") for c in res["changes"]}.get("maxParallelism") == 3
+              and secret not in r.stdout, r.stdout)
+
+        # its webhooks now go to the configured URL: the job completes by webhook
+        ids = env.enqueue(2, "c", agent=agent)
+        env.worker("w1")
+        check("configure: jobs of the configured agent finish", env.all_terminal(ids, 30))
+        stats = env.sim()
+        check("configure: their webhooks went to the configured URL",
+              all(c["webhook"] == "sent" for c in stats["containers"])
+              and stats["webhooks_no_url"] == 0
+              and all(env.job(j).get("found_by") == "webhook" for j in ids), stats["containers"])
+
+        # PhantomBuster says no
+        r = env.pbctl("configure-agent", "--agent", agent, "--webhook-url", url,
+                      PHANTOMBUSTER_API_KEY="wrong-key")
+        check("configure: a wrong API key: exit 1, one line",
+              r.returncode == 1 and "HTTP 401 from agents/fetch" in r.stderr
+              and len(r.stderr.splitlines()) == 1, r.stderr)
+        env.sim("config", {"fail_next": 1, "fail_status": 503})
+        r = env.pbctl("configure-agent", "--agent", agent, "--webhook-url", url)
+        check("configure: a 503: exit 1", r.returncode == 1 and "HTTP 503" in r.stderr, r.stderr)
+        env.sim("config", {"strict_agents": True})
+        r = env.pbctl("configure-agent", "--agent", "999", "--webhook-url", url)
+        check("configure: an unknown agent: exit 1, not found",
+              r.returncode == 1 and "agent 999 not found" in r.stderr, r.stderr)
+        ok = True
+    finally:
+        env.close(ok)
+
+
+def with_stub(name):
+    """A scenario body(env, api) run against StubAPI, both closed at the end."""
+    def wrap(body):
+        @functools.wraps(body)
+        def scenario(rp):
+            api = StubAPI()
+            env = Env(rp, name)
+            ok = False
+            try:
+                body(env, api)
+                ok = True
+            finally:
+                api.close()
+                env.close(ok)
+        return scenario
+    return wrap
+
+
+@with_stub("configurestub")
+def s_configure_stub(env, api):
+    """configure-agent against a PhantomBuster whose save fails or does not stick."""
+    url = "https://hooks.example/hook?secret=stub-s3cr3t"
+    agent = {"id": "77", "maxParallelism": 1, "notifications": {"webhook": "https://old/?secret=old-s3cr3t"}}
+    api.answer("GET /agents/fetch", (200, agent))
+    api.answer("POST /agents/save", (402, {"status": "error", "message": "Maximum amount of "
+                                            "agents reached (%s)" % url}))
+    r = env.pbctl("configure-agent", "--agent", "77", "--webhook-url", url, PHANTOMBUSTER_API_URL=api.url)
+    check("configure stub: a save refused (402): exit 1, the echoed secret masked",
+          r.returncode == 1 and "agents/save failed: HTTP 402" in r.stderr
+          and "stub-s3cr3t" not in r.stderr and "old-s3cr3t" not in r.stderr, r.stderr)
+    check("configure stub: the existing notifications were sent back merged",
+          api.calls[-1][3] == {"id": "77", "maxParallelism": 1,
+                               "notifications": {"webhook": url}}, api.calls[-1])
+
+    api.answer("POST /agents/save", (200, {"id": "77"}))
+    r = env.pbctl("configure-agent", "--agent", "77", "--webhook-url", url, PHANTOMBUSTER_API_URL=api.url)
+    check("configure stub: a save that does not stick: exit 1, says which field",
+          r.returncode == 1 and "read-back does not match: notifications.webhook is "
+          "https://old/?secret=***, not https://hooks.example/hook?secret=***" in r.stderr
+          and api.called("GET /agents/fetch") == 3, r.stderr)
+
+    api.answer("GET /agents/fetch", (200, ["not", "an", "agent"]))
+    r = env.pbctl("configure-agent", "--agent", "77", "--webhook-url", url, PHANTOMBUSTER_API_URL=api.url)
+    check("configure stub: an answer that is no agent: exit 1",
+          r.returncode == 1 and "not a JSON object" in r.stderr, r.stderr)
+
+
+@with_stub("stublaunch")
+def s_stub_launch(env, api):
+    """Launch answers the simulator never gives: 403, 200 without a containerId, 404."""
+    api.answer("POST /agents/launch", (403, {"status": "error", "error": "forbidden"}),
+               (200, {}), (404, {"status": "error", "message": "Agent not found"}))
+    api.answer("GET /agents/fetch-output", (200, {"containerId": "4242", "status": "finished"}))
+    api.answer("GET /containers/fetch", (200, {
+        "id": "4242", "status": "finished", "endType": "finished", "exitCode": 0,
+        "createdAt": redis_now(env) + 60000}))
+    ids = env.enqueue(1, "a")
+    env.worker("w1", PHANTOMBUSTER_API_URL=api.url, PB_HTTP_TIMEOUT=1)
+    check("stub launch: the job finishes", env.all_terminal(ids, 30))
+    j, m = env.job(ids[0]), env.metrics()
+    check("stub launch: 403 closed the lane, cost no attempt",
+          m.get("launch_auth_errors") == 1 and j.get("attempts") == "0", (m, j))
+    check("stub launch: 200 without containerId: in doubt, then bound to the "
+          "agent's run and completed from its fetch",
+          m.get("launches_in_doubt") == 1 and j.get("status") == "success"
+          and j.get("container") == "4242" and j.get("found_by") == "polling", (m, j))
+    check("stub launch: once launched, no error left on the job",
+          "last_error" not in j and "error" not in j, j)
+    more = env.enqueue(1, "b")
+    check("stub launch: a 404 settles at once", env.all_terminal(more, 20))
+    j = env.job(more[0])
+    check("stub launch: 404 dead-letters with the reason",
+          j.get("status") == "dead_lettered"
+          and "HTTP 404 from agents/launch: Agent not found" in j.get("error", ""), j)
+
+
+def redis_now(env):
+    sec, usec = env.redis("TIME").split("\n")
+    return int(sec) * 1000 + int(usec) // 1000
+
+
+def put_run(env, jid, state, deadline_in_ms, **fields):
+    """A job holding a slot, as a worker would have left it."""
+    now = redis_now(env)
+    f = {"id": jid, "agent": "9", "state": state, "status": "pending", "token": "t-" + jid,
+         "worker": "nobody", "claimed_at": now - 60000, "attempts": 0, "priority": 0,
+         "score": 1}
+    f.update(fields)
+    args = []
+    for k, v in f.items():
+        args += [k, v]
+    env.redis("HSET", "phantombuster:job:" + jid, *args)
+    env.redis("ZADD", "phantombuster:jobs:running", now + deadline_in_ms, jid)
+    return now
+
+
+@with_stub("restartcases")
+def s_restart_cases(env, api):
+    """pbctl restart (one monitor pass) on each kind of stuck slot."""
+    def restart(*flags):
+        r = env.pbctl("--json", *flags, "restart", PHANTOMBUSTER_API_URL=api.url)
+        return r, json.loads(r.stdout or "{}")
+
+    def fresh():
+        env.redis("FLUSHDB")
+        api.calls.clear()
+
+    fresh()
+    put_run(env, "t1", "running", -1000, container="555", status="phantom_launched")
+    api.answer("GET /containers/fetch", (200, {"id": "555", "status": "running"}))
+    api.answer("POST /agents/stop", (500, {"status": "error", "error": "internalServerError"}))
+    r, res = restart()
+    j = env.job("t1")
+    check("restart: past its deadline and still going: timed out, even when the stop fails",
+          r.returncode == 0 and res.get("freed") == 1 and j.get("status") == "timed_out"
+          and "stop failed: HTTP 500" in j.get("error", ""), (r.stderr, j))
+
+    fresh()
+    put_run(env, "t2", "running", 60000, container="556", status="phantom_launched")
+    api.answer("GET /containers/fetch", (503, {"status": "error", "error": "internalServerError"}))
+    r, res = restart("--verbose")
+    check("restart: a check that fails leaves the run alone",
+          r.returncode == 0 and res.get("freed") == 0 and env.job("t2").get("state") == "running"
+          and '"msg":"cannot check run"' in r.stderr, (r.stderr, env.job("t2")))
+
+    fresh()
+    put_run(env, "t3", "running", -1000, container="557")
+    env.redis("SET", "phantombuster:lane:closed_until", redis_now(env) + 60000, "PX", 60000)
+    r, res = restart()
+    check("restart: while the lane is closed nothing is asked, nothing freed",
+          r.returncode == 0 and res.get("freed") == 0 and not api.calls, api.calls)
+
+    fresh()
+    env.redis("ZADD", "phantombuster:jobs:running", redis_now(env) + 60000, "ghost")
+    r, res = restart()
+    check("restart: a slot whose job was deleted by hand is freed",
+          r.returncode == 0 and res.get("freed") == 1, (r.stdout, r.stderr))
+
+    fresh()
+    put_run(env, "t5", "claimed", 60000)
+    put_run(env, "t6", "claimed", 60000, worker="alive")
+    env.redis("SET", "phantombuster:worker:alive", "{}", "PX", 60000)
+    r, res = restart()
+    check("restart: a dead worker's claim goes back in line, a live one's stays",
+          r.returncode == 0 and env.job("t5").get("state") == "pending"
+          and env.redis("ZSCORE", "phantombuster:jobs:pending", "t5") != ""
+          and env.job("t6").get("state") == "claimed"
+          and env.metrics().get("recovered_claims") == 1, (env.job("t5"), env.job("t6")))
+
+    fresh()
+    now = put_run(env, "t7", "launching", 60000)
+    env.redis("HSET", "phantombuster:job:t7", "launching_at", now - 60000)
+    env.redis("HSET", "phantombuster:launching", "9", "t7")
+    api.answer("GET /agents/fetch-output", (200, {"containerId": None, "status": "never launched"}))
+    r, _ = restart()
+    j = env.job("t7")
+    check("restart: a dead launcher's launch is put in doubt, not relaunched in the same pass",
+          r.returncode == 0 and j.get("state") == "launching" and j.get("in_doubt") == "1", j)
+    r, _ = restart()
+    j = env.job("t7")
+    check("restart: no run of the agent since, grace over: back for a retry, one attempt",
+          r.returncode == 0 and j.get("state") == "retry" and j.get("attempts") == "1"
+          and "no run of the agent" in j.get("last_error", ""), j)
+
+    fresh()
+    put_run(env, "t8", "launching", 60000, in_doubt=1, launching_at=redis_now(env))
+    api.answer("GET /agents/fetch-output", (200, {"containerId": 3.5}))
+    r, _ = restart("--verbose")
+    check("restart: an agent output without a usable containerId: still in doubt",
+          r.returncode == 0 and env.job("t8").get("in_doubt") == "1"
+          and "no containerId in the agent's output" in r.stderr, r.stderr)
+
+    fresh()
+    put_run(env, "t9", "launching", 60000, in_doubt=1, launching_at=redis_now(env))
+    api.answer("GET /agents/fetch-output", (200, {"containerId": "777"}))
+    api.answer("GET /containers/fetch", (503, {"status": "error"}))
+    r, _ = restart("--verbose")
+    check("restart: the agent's last run cannot be fetched: still in doubt",
+          r.returncode == 0 and env.job("t9").get("in_doubt") == "1"
+          and "cannot fetch the agent's last run" in r.stderr, r.stderr)
+
+    fresh()
+    put_run(env, "t10", "launching", 60000, in_doubt=1, launching_at=redis_now(env),
+            early_container="888", early_status="success", early_exit_code="0",
+            early_exit_message="finished", early_payload='{"containerId":888}',
+            early_received_at="2026-01-01T00:00:00.000Z")
+    r, _ = restart()
+    j = env.job("t10")
+    check("restart: a launch in doubt whose webhook is held completes from it, no call",
+          r.returncode == 0 and j.get("status") == "success" and j.get("container") == "888"
+          and not api.calls, (j, api.calls))
+
+    fresh()
+    put_run(env, "t11", "launching", 60000, in_doubt=1, launching_at=redis_now(env))
+    api.answer("GET /agents/fetch-output", (200, {"containerId": "999"}))
+    api.answer("GET /containers/fetch", (200, {"id": "999", "status": "running",
+                                               "createdAt": redis_now(env)}))
+    r, _ = restart()
+    j = env.job("t11")
+    check("restart: the agent's run since the attempt is ours, still going: bound",
+          r.returncode == 0 and j.get("state") == "running" and j.get("container") == "999"
+          and "in_doubt" not in j, j)
+
+
+def s_redis_outage(rp):
+    """Redis of its own stopped for 2 s mid-run: the worker waits, reconnects, loses nothing."""
+    port = free_port()
+    redis_sh = os.path.join(ROOT, "scripts", "redis.sh")
+    subprocess.run([redis_sh, "start", str(port)], check=True, capture_output=True)
+    env = Env(port, "redisoutage", run_seconds=0.3)
+    ok = False
+    try:
+        ids = env.enqueue(6, "r")
+        env.worker("w1", SEQUENTIAL_QUEUE_TIMEOUT=3)
+        wait_for(lambda: env.job(ids[1]).get("state") == "done", 20)
+        subprocess.run([redis_sh, "stop", str(port)], capture_output=True)
+        time.sleep(2)
+        check("redis outage: the worker waits it out", env.procs["w1"].poll() is None)
+        subprocess.run([redis_sh, "start", str(port)], check=True, capture_output=True)
+        check("redis outage: all jobs finish", env.all_terminal(ids, 40))
+        common_checks(env, ids, "redis outage")
+        log = open(os.path.join(env.dir, "w1.log")).read()
+        check("redis outage: logged once, then the reconnection",
+              log.count('"msg":"redis connection lost"') + log.count('"msg":"redis connect failed"')
+              == 1 and '"msg":"redis connected"' in log, log[-800:])
+        ok = True
+    finally:
+        env.close(ok)
+        subprocess.run([redis_sh, "stop", str(port)], capture_output=True)
+        if ok:
+            shutil.rmtree("/tmp/pb/redis-%d" % port, ignore_errors=True)
+
+
+def sim_api(env, method, path, body=None):
+    url = "http://127.0.0.1:%d/api/v2%s" % (env.sim_port, path)
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={
+        "Content-Type": "application/json", "X-Phantombuster-Key": API_KEY})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
 SUPERVISORD_MAIN = """[supervisord]
 nodaemon=true
 logfile=%(dir)s/supervisord.log
@@ -700,17 +1040,20 @@ def s_supervisord(rp):
     env = Env(rp, "supervisord")
     ok = False
     try:
-        # the shipped program file, pointed at this test's paths
-        conf = open(os.path.join(ROOT, "scripts", "supervisord", "pb-worker.conf")).read()
+        # the shipped program file, pointed at this test's paths, two workers
+        conf = open(os.path.join(ROOT, "scripts", "deploy", "supervisor", "pb-worker.conf")).read()
         key = os.path.join(env.dir, "api-key")
         with open(key, "w") as f:
             f.write(API_KEY + "\n")
         subst = {"REDIS_URL": "redis://127.0.0.1:%d/%d" % (rp, DB),
                  "AUDIT_DATABASE_URL": env.audit_url,
-                 "PHANTOMBUSTER_API_KEY_FILE": key,
-                 "PHANTOMBUSTER_API_URL": "http://127.0.0.1:%d" % env.sim_port}
+                 "PHANTOMBUSTER_API_KEY_FILE": key}
         for k, v in subst.items():
-            conf = re.sub(r'\b%s="[^"]*"' % k, '%s="%s"' % (k, v), conf)
+            conf, n = re.subn(r'\b%s="[^"]*"' % k, '%s="%s"' % (k, v), conf)
+            assert n == 1, k
+        conf = re.sub(r"(?m)^environment=", 'environment=PHANTOMBUSTER_API_URL='
+                      '"http://127.0.0.1:%d",' % env.sim_port, conf)
+        conf = re.sub(r"(?m)^numprocs=.*$", "numprocs=2", conf)
         conf = re.sub(r"(?m)^command=.*$", "command=" + WORKER, conf)
         conf = re.sub(r"(?m)^directory=.*$", "directory=" + env.dir, conf)
         conf = re.sub(r"(?m)^user=.*\n", "", conf)
@@ -728,8 +1071,8 @@ def s_supervisord(rp):
         ids = env.enqueue(4, "s")
         check("supervisord: jobs run", env.all_terminal(ids, 30))
         workers = json.loads(env.pbctl("--json", "status").stdout)["workers"]
-        check("supervisord: stable worker ids host-NN",
-              sorted(w["id"].rsplit("-", 1)[1] for w in workers) == ["00", "01"], workers)
+        check("supervisord: stable worker ids host:N",
+              sorted(w["id"].rsplit(":", 1)[1] for w in workers) == ["0", "1"], workers)
         t0 = time.time()
         r = subprocess.run(ctl + ["stop", "all"], capture_output=True, text=True, timeout=40)
         log = open(os.path.join(env.dir, "supervisord.log")).read()
@@ -737,7 +1080,7 @@ def s_supervisord(rp):
               len(set(re.findall(r"stopped: (pb-worker-\d+) \(exit status 0\)", log))) == 2
               and "SIGKILL" not in log
               and time.time() - t0 < 10, (r.stdout, log[-500:]))
-        lines = open(os.path.join(env.dir, "pb-worker-00.log")).read().splitlines()
+        lines = open(os.path.join(env.dir, "pb-worker-0.log")).read().splitlines()
         check("supervisord: the log is JSON lines",
               lines and all(json.loads(l).get("msg") for l in lines), lines[:2])
         ok = True
@@ -748,7 +1091,8 @@ def s_supervisord(rp):
 SCENARIOS = [s_basic, s_three_workers, s_rate_limited, s_refusals, s_failures,
              s_dropped_webhook, s_timeout_stop, s_poll_mode, s_instant_runs, s_kill9,
              s_crash_mid_launch, s_lost_answer, s_check_fails, s_dead_launcher_unsent,
-             s_admin, s_supervisord, s_db_outage]
+             s_admin, s_configure_agent, s_configure_stub, s_stub_launch, s_restart_cases,
+             s_redis_outage, s_supervisord, s_db_outage]
 
 
 def main():

@@ -79,8 +79,9 @@ test_order(pb_ctx_t *ctx)
 }
 
 
-static void
-test_audit_row(pb_ctx_t *ctx)
+/* The newest audit row of the outbox, parsed (NULL when none). */
+static json_t *
+newest_row(pb_ctx_t *ctx)
 {
     json_t      *row;
     redisReply  *r;
@@ -89,6 +90,34 @@ test_audit_row(pb_ctx_t *ctx)
     row = r && r->type == REDIS_REPLY_STRING ? json_loads(r->str, 0, NULL)
                                              : NULL;
     freeReplyObject(r);
+
+    return row;
+}
+
+
+/* A string field of the newest audit row's metadata ("" when absent). */
+static const char *
+newest_meta(pb_ctx_t *ctx, const char *key, int *is_null)
+{
+    static char  buf[256];
+    json_t      *row = newest_row(ctx), *v;
+
+    v = json_object_get(json_object_get(row, "metadata"), key);
+    snprintf(buf, sizeof(buf), "%s", json_is_string(v)
+             ? json_string_value(v) : "");
+    if (is_null != NULL) {
+        *is_null = json_is_null(v);
+    }
+    json_decref(row);
+
+    return buf;
+}
+
+
+static void
+test_audit_row(pb_ctx_t *ctx)
+{
+    json_t  *row = newest_row(ctx);
 
     CHECK(row != NULL, "outbox row is JSON");
     CHECK(strcmp(json_string_value(json_object_get(row, "status")),
@@ -140,6 +169,63 @@ test_command_input(pb_ctx_t *ctx)
 
     CHECK(pb_job_id_valid("ok-1_2.3:x") && !pb_job_id_valid("")
           && !pb_job_id_valid("x y"), "job id rules");
+
+    /* what pbctl checks itself, a status page's request may still get wrong */
+    CHECK(command(ctx, "{\"cmd\":\"list\",\"limit\":0}", NULL)
+          == PB_CMD_BADARGS, "list limit 0");
+    CHECK(command(ctx, "{\"cmd\":\"enqueue\",\"agent\":\"1\","
+                  "\"priority\":\"5\"}", NULL) == PB_CMD_BADARGS,
+          "priority as a string");
+    CHECK(command(ctx, "{\"cmd\":\"dlq_retry\"}", NULL) == PB_CMD_BADARGS,
+          "dlq retry without an id");
+    CHECK(command(ctx, "{\"id\":\"x\"}", NULL) == PB_CMD_BADARGS,
+          "a request without a command name");
+}
+
+
+/* Every command reports an unreachable Redis as a failure, not bad input. */
+static void
+test_redis_down(void)
+{
+    static const char  *requests[] = {
+        "{\"cmd\":\"status\"}", "{\"cmd\":\"list\"}",
+        "{\"cmd\":\"enqueue\",\"agent\":\"1\"}", "{\"cmd\":\"dlq_list\"}",
+        "{\"cmd\":\"dlq_retry\",\"id\":\"j\"}", "{\"cmd\":\"dlq_retry_all\"}",
+        "{\"cmd\":\"dlq_purge\"}", "{\"cmd\":\"pause\"}",
+        "{\"cmd\":\"resume\"}", "{\"cmd\":\"drain\"}",
+        "{\"cmd\":\"restart\"}", NULL
+    };
+
+    char          err[256];
+    size_t        i;
+    int           all = 1;
+    json_t       *req, *res;
+    pb_ctx_t      down;
+    pb_config_t   cfg = test_cfg;
+
+    memset(&down, 0, sizeof(down));
+    down.cfg = &cfg;
+    down.redis = pb_redis_open("redis://127.0.0.1:1/0", 1000, err,
+                               sizeof(err));
+    down.api = pb_api_new("http://127.0.0.1:1", "k", 1000, 1000);
+
+    for (i = 0; requests[i] != NULL; i++) {
+        req = json_loads(requests[i], 0, NULL);
+        if (pb_command_run(&down, req, &res, err, sizeof(err))
+            != PB_CMD_FAILED || strstr(err, "Redis") == NULL)
+        {
+            fprintf(stderr, "Redis down: %s: %s\n", requests[i], err);
+            all = 0;
+        }
+        json_decref(req);
+        json_decref(res);
+    }
+
+    CHECK(all, "Redis down: every command fails (exit 1), naming Redis");
+    CHECK(pb_commands_step(&down) == -1, "the command list step fails too");
+
+    pb_api_free(down.api);
+    pb_redis_close(down.redis);
 }
 
 
@@ -224,6 +310,89 @@ test_dlq(pb_ctx_t *ctx)
 }
 
 
+/*
+ * A job's launch error is cleared once its launch gets through, and a
+ * dead letter's error once it is retried, so pbctl list stops showing
+ * them; the audit rows keep them (launch_error, dead_letter_error).
+ */
+static void
+test_error_history(pb_ctx_t *ctx)
+{
+    int               is_null = 0;
+    pb_claim_t        claim;
+    pb_slot_result_t  sr;
+    pb_outcome_t      o;
+    json_t           *res, *job;
+
+    test_flush(ctx);
+    test_cfg.max_running = 1;
+    enqueue(ctx, "h", "7", 0);
+
+    /* a 503, then the launch gets through */
+    CHECK(pb_slot_claim(ctx, 10000, &claim) == 0
+          && pb_slot_fail(ctx, claim.job_id, claim.token, 0, 5,
+                          "HTTP 503 from agents/launch", &sr) == 0
+          && strcmp(sr.kind, "retry") == 0, "a 503: retry");
+    pb_claim_free(&claim);
+    CHECK(strcmp(test_hget(ctx, PB_KEY_JOB_PREFIX "h", "last_error"),
+                 "HTTP 503 from agents/launch") == 0, "last_error kept");
+    CHECK(pb_slot_claim(ctx, 10000, &claim) == 0
+          && claim.kind == PB_CLAIM_CLAIMED
+          && pb_slot_record(ctx, "h", claim.token, "9001", "launch", &sr) == 0
+          && strcmp(sr.kind, "recorded") == 0, "the retry is launched");
+    CHECK(test_hget(ctx, PB_KEY_JOB_PREFIX "h", "last_error")[0] == '\0',
+          "launched: last_error cleared");
+    CHECK(strcmp(newest_meta(ctx, "launch_error", NULL),
+                 "HTTP 503 from agents/launch") == 0,
+          "the phantom_launched row keeps it as launch_error");
+
+    memset(&o, 0, sizeof(o));
+    o.status = "success";
+    o.found_by = "webhook";
+    CHECK(pb_slot_finish(ctx, "h", claim.token, &o, &sr) == 0
+          && strcmp(sr.kind, "completed") == 0, "the run completes");
+    pb_claim_free(&claim);
+    CHECK(command(ctx, "{\"cmd\":\"list\",\"set\":\"done\"}", &res)
+          == PB_CMD_OK, "list done");
+    job = json_array_get(json_object_get(res, "jobs"), 0);
+    CHECK(job != NULL && json_object_get(job, "last_error") == NULL
+          && json_object_get(job, "error") == NULL
+          && strcmp(json_string_value(json_object_get(job, "container")),
+                    "9001") == 0, "the done job shows no old error");
+    json_decref(res);
+
+    /* a 429 (requeued with a reason), completed without a record */
+    enqueue(ctx, "i", "7", 0);
+    CHECK(pb_slot_claim(ctx, 10000, &claim) == 0
+          && pb_slot_requeue(ctx, "i", claim.token, 0, "launch_429",
+                             "HTTP 429", &sr) == 0, "a 429: requeued");
+    pb_claim_free(&claim);
+    CHECK(pb_slot_claim(ctx, 10000, &claim) == 0
+          && pb_slot_finish(ctx, "i", claim.token, &o, &sr) == 0,
+          "completed by its webhook before the record");
+    pb_claim_free(&claim);
+    CHECK(test_hget(ctx, PB_KEY_JOB_PREFIX "i", "last_error")[0] == '\0'
+          && strcmp(newest_meta(ctx, "launch_error", NULL), "HTTP 429") == 0,
+          "completion clears it too, the terminal row keeps it");
+
+    /* dead-lettered, then retried */
+    enqueue(ctx, "j", "7", 0);
+    CHECK(pb_slot_claim(ctx, 10000, &claim) == 0
+          && pb_slot_fail(ctx, "j", claim.token, 0, 0, "HTTP 400: bad id",
+                          &sr) == 0 && strcmp(sr.kind, "dead") == 0,
+          "a 400: dead-lettered");
+    pb_claim_free(&claim);
+    CHECK(pb_dlq_retry(ctx, "j") == 1, "dlq retry");
+    CHECK(test_hget(ctx, PB_KEY_JOB_PREFIX "j", "error")[0] == '\0'
+          && test_hget(ctx, PB_KEY_JOB_PREFIX "j", "last_error")[0] == '\0',
+          "retried: error and last_error cleared");
+    CHECK(strcmp(newest_meta(ctx, "dead_letter_error", &is_null),
+                 "HTTP 400: bad id") == 0, "the reset row keeps the error");
+    newest_meta(ctx, "error", &is_null);
+    CHECK(is_null, "and clears the row's current error (null)");
+}
+
+
 int
 main(void)
 {
@@ -235,6 +404,8 @@ main(void)
     test_command_input(ctx);
     test_flags(ctx);
     test_dlq(ctx);
+    test_error_history(ctx);
+    test_redis_down();
 
     return CHECK_DONE("test_jobs");
 }

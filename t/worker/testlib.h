@@ -9,6 +9,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
 
 #include "../unit/check.h"
 #include "config.h"
@@ -87,6 +88,21 @@ test_hget(pb_ctx_t *ctx, const char *key, const char *field)
     freeReplyObject(r);
 
     return buf;
+}
+
+/* The string reply of a one-key command ("GET %s") parsed, or NULL. */
+static inline json_t *
+test_json(pb_ctx_t *ctx, const char *fmt, const char *key)
+{
+    json_t      *v = NULL;
+    redisReply  *r = pb_redis_cmd(ctx->redis, fmt, key);
+
+    if (r != NULL && r->type == REDIS_REPLY_STRING) {
+        v = json_loads(r->str, JSON_DECODE_ANY, NULL);
+    }
+    freeReplyObject(r);
+
+    return v;
 }
 
 #endif /* PB_TESTLIB_H */
