@@ -247,3 +247,42 @@ did not answer within 300 ms
 --- must_die
 --- error_log
 conflicts with another content handler in this location
+
+
+
+=== TEST 12: a Redis error reply to the status script (WRONGTYPE) is a 503
+--- init
+t::PBStatus::flush();
+t::PBStatus::redis('SET', 'pbtest:status-q', 'not a list');
+--- config
+    location = /status {
+        phantombuster_status;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT db=$TEST_NGINX_STATUS_DB;
+        phantombuster_queue pbtest:status-q;
+    }
+--- error_code: 503
+--- response_headers
+Retry-After: 1
+--- response_body chomp
+{"error":"queue unavailable"}
+--- error_log eval
+qr/EVAL(SHA)? failed: .*WRONGTYPE/
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 13: a queue name too long for the status keys is a 500, logged
+--- config eval
+"    location = /status {
+        phantombuster_status;
+        phantombuster_redis 127.0.0.1:\$TEST_NGINX_REDIS_PORT;
+        phantombuster_queue pbtest:" . ("q" x 600) . ";
+    }"
+--- error_code: 500
+--- error_log
+is too long for the status
+--- no_error_log
+[alert]
+[crit]
