@@ -55,6 +55,9 @@ run_suite e2e t/e2e/run.sh
 run_suite browser t/browser/run.sh
 run_suite deploy scripts/deploy/check.sh
 run_suite fuzz scripts/quality/fuzz.sh 20
+run_suite lint scripts/quality/lint.sh
+run_suite sanitize scripts/quality/sanitize.sh
+run_suite coverage scripts/quality/coverage.sh
 
 echo
 if [ ${#failed_suites[@]} -gt 0 ]; then
