@@ -185,7 +185,7 @@ pb_audit_is_object(const char *json)
 }
 
 static pb_audit_rc_t
-pb_audit_check(pb_audit_t *audit, const char *job_id, const char *metadata,
+pb_audit_check(const pb_audit_t *audit, const char *job_id, const char *metadata,
     char *err, size_t err_len)
 {
     if (audit == NULL) {

@@ -231,7 +231,7 @@ test_replay(pb_ctx_t *ctx, const char *path, const char *url)
         "\"{\\\"exitCode\\\":0}\",\"metadata\":{\"error\":\"unknown\"}}",
     };
     pb_outbox_t  *ob = pb_outbox_new(url);
-    char         *before, *after;
+    char         *before = NULL, *after;
     size_t        i;
     int           round;
 
