@@ -185,8 +185,8 @@ pb_audit_is_object(const char *json)
 }
 
 static pb_audit_rc_t
-pb_audit_check(const pb_audit_t *audit, const char *job_id, const char *metadata,
-    char *err, size_t err_len)
+pb_audit_check(const pb_audit_t *audit, const char *job_id,
+    const char *metadata, char *err, size_t err_len)
 {
     if (audit == NULL) {
         pb_audit_seterr(err, err_len, "audit: no handle");
