@@ -209,8 +209,8 @@ pb_audit_check(const pb_audit_t *audit, const char *job_id,
 
 /* The checks of pb_audit_apply (reset 0) or pb_audit_reset (reset 1). */
 static pb_audit_rc_t
-pb_audit_check_op(pb_audit_t *audit, const pb_audit_update_t *u, int reset,
-    char *err, size_t err_len)
+pb_audit_check_op(const pb_audit_t *audit, const pb_audit_update_t *u,
+    int reset, char *err, size_t err_len)
 {
     pb_audit_rc_t  rc;
 

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <sqlite3.h>
 
@@ -24,8 +25,6 @@
 #define PB_SQLITE_BUSY_TIMEOUT_MS  2000
 #define PB_SQLITE_MIN_VERSION      3024000
 
-/* Rails' sqlite3 adapter writes datetimes as UTC text like this. */
-#define PB_SQLITE_NOW  "strftime('%Y-%m-%d %H:%M:%f', 'now')"
 
 #define T  "service_audit_logs."
 
@@ -33,7 +32,28 @@ typedef struct {
     sqlite3       *db;
     sqlite3_stmt  *apply;       /* prepared on first use, then reused */
     sqlite3_stmt  *reset;
+    char           now[32];     /* the time the statements write */
 } pb_sqlite_t;
+
+/*
+ * Now as Rails' sqlite3 adapter writes datetimes, UTC text
+ * "YYYY-MM-DD HH:MM:SS.SSS", into h->now.  Bound as a parameter, once for
+ * a whole batch (one transaction, one instant), rather than formatted by
+ * strftime twice for every row.
+ */
+static void
+pb_sqlite_now(pb_sqlite_t *h)
+{
+    struct timespec  ts;
+    struct tm        tm;
+    size_t           n;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    n = strftime(h->now, sizeof(h->now), "%Y-%m-%d %H:%M:%S", &tm);
+    snprintf(h->now + n, sizeof(h->now) - n, ".%03d",
+             (int) (ts.tv_nsec / 1000000L));
+}
 
 /*
  * The upsert.  Status moves only forward (by rank); agent, container and
@@ -46,7 +66,7 @@ static const char pb_sqlite_apply_sql[] =
     " phantom_container_id, webhook_payload, metadata, created_at,"
     " updated_at)"
     " VALUES (?1, '" PB_AUDIT_SERVICE_NAME "', ?2, ?3, ?4, json(?5),"
-    " json(COALESCE(?6, '{}')), " PB_SQLITE_NOW ", " PB_SQLITE_NOW ")"
+    " json(COALESCE(?6, '{}')), ?7, ?7)"
     " ON CONFLICT (job_id) DO UPDATE SET"
     " agent_id = COALESCE(excluded.agent_id, " T "agent_id),"
     " status = CASE WHEN " PB_AUDIT_RANK_SQL("excluded.status")
@@ -74,7 +94,7 @@ static const char pb_sqlite_reset_sql[] =
     "INSERT INTO service_audit_logs (job_id, service_name, status, metadata,"
     " created_at, updated_at)"
     " VALUES (?1, '" PB_AUDIT_SERVICE_NAME "', 'pending',"
-    " json(COALESCE(?2, '{}')), " PB_SQLITE_NOW ", " PB_SQLITE_NOW ")"
+    " json(COALESCE(?2, '{}')), ?3, ?3)"
     " ON CONFLICT (job_id) DO UPDATE SET"
     " status = 'pending',"
     " metadata = json_patch(COALESCE(" T "metadata, '{}'), excluded.metadata),"
@@ -389,13 +409,12 @@ pb_sqlite_fail(sqlite3 *db, int rc, const char *job_id, char *err,
  * texts are bound without a copy and unbound again before returning.
  */
 static pb_audit_rc_t
-pb_sqlite_op(void *handle, const pb_audit_op_t *op, char *err,
+pb_sqlite_step(pb_sqlite_t *h, const pb_audit_op_t *op, char *err,
     size_t err_len)
 {
-    pb_sqlite_t               *h = handle;
     const pb_audit_update_t   *u = &op->u;
     sqlite3_stmt             **cached;
-    const char                *values[PB_AUDIT_MAX_PARAMS];
+    const char                *values[PB_AUDIT_MAX_PARAMS + 1];
     pb_audit_rc_t              arc;
     int                        rc, n, i;
 
@@ -410,6 +429,9 @@ pb_sqlite_op(void *handle, const pb_audit_op_t *op, char *err,
             return pb_sqlite_fail(h->db, rc, u->job_id, err, err_len);
         }
     }
+
+    /* the timestamp comes after the op's own parameters */
+    values[n++] = h->now;
 
     rc = SQLITE_OK;
     for (i = 0; i < n && rc == SQLITE_OK; i++) {
@@ -428,6 +450,15 @@ pb_sqlite_op(void *handle, const pb_audit_op_t *op, char *err,
     sqlite3_clear_bindings(*cached);
 
     return arc;
+}
+
+static pb_audit_rc_t
+pb_sqlite_op(void *handle, const pb_audit_op_t *op, char *err,
+    size_t err_len)
+{
+    pb_sqlite_now(handle);
+
+    return pb_sqlite_step(handle, op, err, err_len);
 }
 
 static pb_audit_rc_t
@@ -450,9 +481,11 @@ pb_sqlite_batch(void *handle, const pb_audit_op_t *ops, size_t n,
         return pb_sqlite_rc(src);
     }
 
+    pb_sqlite_now(h);
+
     rc = PB_AUDIT_OK;
     for (i = 0; i < n && rc == PB_AUDIT_OK; i++) {
-        rc = pb_sqlite_op(h, &ops[i], err, err_len);
+        rc = pb_sqlite_step(h, &ops[i], err, err_len);
         if (rc != PB_AUDIT_OK) {
             *bad = i;
         }

@@ -26,8 +26,8 @@
 
 /* Longest wait for a webhook in one turn: bounds the SIGTERM latency. */
 #define PB_TURN_MS         1000
-/* Audit rows written per turn: more than a turn's webhooks (a batch) can
- * queue, so the outbox keeps up; written in transactions of up to 500. */
+/* Audit rows written per turn when there is no flusher thread: more than
+ * a turn's webhooks (a batch) queue, so the outbox keeps up. */
 #define PB_OUTBOX_BATCH    1000
 
 static volatile sig_atomic_t  stopping;
@@ -208,6 +208,13 @@ main(int argc, char **argv)
         goto done;
     }
 
+    /* the database is written from a thread of its own; without one,
+     * from the loop (pb_outbox_flush below) */
+    if (pb_outbox_start(outbox, &cfg) != 0) {
+        pb_log(PB_LOG_WARN, "no audit flusher thread; flushing from the loop",
+               NULL);
+    }
+
     pb_log(PB_LOG_INFO, "starting",
            "{s:s, s:s, s:i, s:b, s:I, s:i, s:s}", "version", PB_VERSION,
            "queue", cfg.queue, "max_running", cfg.max_running,
@@ -225,7 +232,8 @@ main(int argc, char **argv)
     /*
      * No last flush of the outbox: a slow or absent database could hold us
      * past supervisord's patience, and the rows wait safely in Redis for
-     * the next flusher.
+     * the next flusher.  The flusher thread ends with its current batch
+     * (pb_outbox_free).
      */
     pb_log(PB_LOG_INFO, "stopping", NULL);
     pb_workers_leave(&ctx);

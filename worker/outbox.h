@@ -24,8 +24,25 @@ void pb_outbox_free(pb_outbox_t *ob);
 /*
  * Writes up to max rows.  Returns the number written, -1 when Redis
  * failed; a database that is down is logged once and retried later (with
- * backoff: until then this returns 0 at once).
+ * backoff: until then this returns 0 at once).  0 at once while the
+ * flusher thread runs: it does the writing.
  */
 int pb_outbox_flush(pb_outbox_t *ob, pb_ctx_t *ctx, int max);
+
+/*
+ * Flushes from a thread of its own, with its own Redis connection, until
+ * pb_outbox_stop: the worker's loop then never waits on the database (a
+ * commit's fsync, a PostgreSQL that takes its connect timeout to fail),
+ * and writing overlaps Redis applying the next webhooks.  The thread
+ * shares nothing with the loop but cfg (read only) and the log.  0, or -1
+ * (then flush from the loop).
+ */
+int pb_outbox_start(pb_outbox_t *ob, const pb_config_t *cfg);
+
+/*
+ * Stops the thread once its batch is done.  -1 when it did not stop in
+ * time (a database call hung): then the outbox must not be freed.
+ */
+int pb_outbox_stop(pb_outbox_t *ob);
 
 #endif /* PB_OUTBOX_H */

@@ -22,6 +22,7 @@ struct pb_redis_s {
     int64_t        timeout_ms;
     int64_t        next_attempt_ms; /* reconnect no faster than this */
     int            down_logged;
+    int            quiet;           /* outages not logged */
 };
 
 
@@ -149,6 +150,13 @@ pb_redis_close(pb_redis_t *r)
 }
 
 
+void
+pb_redis_quiet(pb_redis_t *r)
+{
+    r->quiet = 1;
+}
+
+
 int
 pb_redis_connected(const pb_redis_t *r)
 {
@@ -159,10 +167,10 @@ pb_redis_connected(const pb_redis_t *r)
 static void
 drop(pb_redis_t *r, const char *why)
 {
-    if (!r->down_logged) {
+    if (!r->down_logged && !r->quiet) {
         pb_log(PB_LOG_ERROR, "redis connection lost", "{s:s}", "error", why);
-        r->down_logged = 1;
     }
+    r->down_logged = 1;
 
     redisFree(r->ctx);
     r->ctx = NULL;
@@ -194,11 +202,11 @@ ensure(pb_redis_t *r)
                         : redisConnectWithTimeout(r->host, r->port, tv);
 
     if (r->ctx == NULL || r->ctx->err) {
-        if (!r->down_logged) {
+        if (!r->down_logged && !r->quiet) {
             pb_log(PB_LOG_ERROR, "redis connect failed", "{s:s}", "error",
                    r->ctx ? r->ctx->errstr : "out of memory");
-            r->down_logged = 1;
         }
+        r->down_logged = 1;
         if (r->ctx != NULL) {
             redisFree(r->ctx);
             r->ctx = NULL;
@@ -231,10 +239,10 @@ ensure(pb_redis_t *r)
         freeReplyObject(reply);
     }
 
-    if (r->down_logged) {
+    if (r->down_logged && !r->quiet) {
         pb_log(PB_LOG_INFO, "redis connected", NULL);
-        r->down_logged = 0;
     }
+    r->down_logged = 0;
 
     return 0;
 }
@@ -302,31 +310,45 @@ redisReply *
 pb_redis_eval(pb_redis_t *r, pb_script_t *script, const char **keys,
     const char **args)
 {
-    const char  *argv[PB_REDIS_MAX_ARGS];
+    const char  *stack[PB_REDIS_MAX_ARGS], **argv = stack;
     char         nkeys_text[16];
-    int          argc, nkeys, attempt;
-    redisReply  *reply;
+    int          argc, nkeys, nargs, attempt;
+    redisReply  *reply = NULL;
 
     if (ensure(r) != 0) {
         return NULL;
     }
 
-    argc = 3;
     for (nkeys = 0; keys != NULL && keys[nkeys] != NULL; nkeys++) {
-        argv[argc++] = keys[nkeys];
+        /* count */
     }
-    for (; args != NULL && *args != NULL && argc < PB_REDIS_MAX_ARGS; args++) {
-        argv[argc++] = *args;
+    for (nargs = 0; args != NULL && args[nargs] != NULL; nargs++) {
+        /* count */
+    }
+
+    /* a batch script may take hundreds of arguments: never cut them */
+    argc = 3 + nkeys + nargs;
+    if (argc > PB_REDIS_MAX_ARGS) {
+        argv = malloc(argc * sizeof(*argv));
+        if (argv == NULL) {
+            return NULL;
+        }
     }
 
     snprintf(nkeys_text, sizeof(nkeys_text), "%d", nkeys);
     argv[0] = "EVALSHA";
     argv[2] = nkeys_text;
+    if (nkeys > 0) {
+        memcpy(&argv[3], keys, nkeys * sizeof(*argv));
+    }
+    if (nargs > 0) {
+        memcpy(&argv[3 + nkeys], args, nargs * sizeof(*argv));
+    }
 
     /* twice at most: the second after (re)loading a script Redis forgot */
     for (attempt = 0; attempt < 2; attempt++) {
         if (script->sha[0] == '\0' && load_script(r, script) != 0) {
-            return NULL;
+            break;
         }
 
         argv[1] = script->sha;
@@ -336,14 +358,20 @@ pb_redis_eval(pb_redis_t *r, pb_script_t *script, const char **keys,
             && strncmp(reply->str, "NOSCRIPT", 8) == 0)
         {
             freeReplyObject(reply);
+            reply = NULL;
             script->sha[0] = '\0';
             continue;
         }
 
-        return checked(r, reply, script->name);
+        reply = checked(r, reply, script->name);
+        break;
     }
 
-    return NULL;
+    if (argv != stack) {
+        free(argv);
+    }
+
+    return reply;
 }
 
 

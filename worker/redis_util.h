@@ -34,6 +34,12 @@ pb_redis_t *pb_redis_open(const char *url, int64_t command_timeout_ms,
 
 void pb_redis_close(pb_redis_t *r);
 
+/*
+ * Does not log this connection's outages (lost, failed, back): for a
+ * second connection of a process whose first one reports them, once.
+ */
+void pb_redis_quiet(pb_redis_t *r);
+
 /* 1 when the last call reached Redis (its reply may still be an error). */
 int pb_redis_connected(const pb_redis_t *r);
 

@@ -218,59 +218,85 @@ static pb_script_t  finish_script = { "finish",
 };
 
 /*
- * KEYS[19] the processing list.  ARGV: 2 envelope, 3 agent, 4..11 outcome
- * (its container is the webhook's).
+ * Applies a batch of webhooks in order and removes their envelopes from
+ * the processing list (KEYS[19]) in the same atomic step.  One call for
+ * the batch spares a round trip and a script start per webhook, and the
+ * removal by position a copy of each envelope: they are the list's
+ * oldest, in order, ARGV 2 the oldest and 3 the newest, checked where
+ * they must be.  Then groups of PB_WEBHOOK_ARGS: agent, outcome (its
+ * container is the webhook's).  Returns {kind, id, detail} for each, one
+ * after the other; {'stale'}, having done nothing, when the list no
+ * longer ends with them (a worker that took us for dead put them back on
+ * the queue).  One time for the batch: it is applied at one instant.
  */
-static pb_script_t  webhook_script = { "webhook",
+#define PB_WEBHOOK_ARGS  9
+#define PB_STR(x)        #x
+#define PB_XSTR(x)       PB_STR(x)
+
+static pb_script_t  webhook_script = { "webhooks",
     PB_LUA_PRELUDE PB_LUA_COMPLETE
-    "local envelope, agent = ARGV[2], ARGV[3]\n"
-    "local o = outcome(4)\n"
-    "local container = o.container\n"
+    "local list = K.extra1\n"
+    "local n = (#ARGV - 3) / " PB_XSTR(PB_WEBHOOK_ARGS) "\n"
+    "if redis.call('LINDEX', list, -1) ~= ARGV[2]\n"
+    "   or redis.call('LINDEX', list, -n) ~= ARGV[3] then\n"
+    "  return {'stale'}\n"
+    "end\n"
     "local now = now_ms()\n"
-    "local function ack(r)\n"
-    "  redis.call('LREM', K.extra1, 1, envelope)\n"
-    "  return r\n"
-    "end\n"
-    "metric('webhooks')\n"
-    "redis.call('HSET', K.metrics, 'last_webhook_at', int(now))\n"
-    "local id = opt(redis.call('HGET', K.containers, container))\n"
-    "if not id then\n"
-    "  local lid = opt(redis.call('HGET', K.launching, agent))\n"
-    "  if not lid then\n"
-    "    audit_unknown(container, agent, o.payload, o.received_at)\n"
-    "    return ack({'unknown', container})\n"
-    "  end\n"
-    "  if jget(lid, 'in_doubt') then\n"
+    "local function webhook(agent, o)\n"
+    "  local container = o.container\n"
+    "  local id = opt(redis.call('HGET', K.containers, container))\n"
+    "  if not id then\n"
+    "    local lid = opt(redis.call('HGET', K.launching, agent))\n"
+    "    if not lid then\n"
+    "      audit_unknown(container, agent, o.payload, o.received_at)\n"
+    "      return {'unknown', container}\n"
+    "    end\n"
+    "    if jget(lid, 'in_doubt') then\n"
     /* its launch call is over, unanswered: nobody will record the launch */
-    "    audit({job_id = lid, agent_id = agent, status = 'phantom_launched',\n"
-    "      container_id = container, metadata = {found_by = 'webhook',\n"
-    "        phantom_container_id = container}})\n"
-    "    return ack(complete(lid, o, now))\n"
-    "  end\n"
-    "  local early = jget(lid, 'early_container')\n"
-    "  if early == container then\n"
-    "    metric('webhooks_duplicate')\n"
-    "    return ack({'duplicate', lid})\n"
-    "  elseif early then\n"
-    "    audit_unknown(early, agent, jget(lid, 'early_payload'),\n"
-    "      jget(lid, 'early_received_at'))\n"
-    "  end\n"
+    "      audit({job_id = lid, agent_id = agent,\n"
+    "        status = 'phantom_launched', container_id = container,\n"
+    "        metadata = {found_by = 'webhook',\n"
+    "          phantom_container_id = container}})\n"
+    "      return complete(lid, o, now)\n"
+    "    end\n"
+    "    local early = jget(lid, 'early_container')\n"
+    "    if early == container then\n"
+    "      metric('webhooks_duplicate')\n"
+    "      return {'duplicate', lid}\n"
+    "    elseif early then\n"
+    "      audit_unknown(early, agent, jget(lid, 'early_payload'),\n"
+    "        jget(lid, 'early_received_at'))\n"
+    "    end\n"
     /* the launch response is not recorded yet: hold this until it is */
-    "  redis.call('HSET', P .. lid, 'early_container', container,\n"
-    "    'early_status', o.status, 'early_exit_code', o.exit_code or '',\n"
-    "    'early_exit_message', o.exit_message or '',\n"
-    "    'early_payload', o.payload or '',\n"
-    "    'early_received_at', o.received_at or '')\n"
-    "  metric('webhooks_early')\n"
-    "  return ack({'early', lid})\n"
+    "    redis.call('HSET', P .. lid, 'early_container', container,\n"
+    "      'early_status', o.status, 'early_exit_code', o.exit_code or '',\n"
+    "      'early_exit_message', o.exit_message or '',\n"
+    "      'early_payload', o.payload or '',\n"
+    "      'early_received_at', o.received_at or '')\n"
+    "    metric('webhooks_early')\n"
+    "    return {'early', lid}\n"
+    "  end\n"
+    "  local state = jget(id, 'state')\n"
+    "  if state ~= 'running' and state ~= 'launching'\n"
+    "    and state ~= 'claimed' then\n"
+    "    metric('webhooks_duplicate')\n"
+    "    return {'duplicate', id}\n"
+    "  end\n"
+    "  return complete(id, o, now)\n"
     "end\n"
-    "local state = jget(id, 'state')\n"
-    "if state ~= 'running' and state ~= 'launching' and state ~= 'claimed'\n"
-    "then\n"
-    "  metric('webhooks_duplicate')\n"
-    "  return ack({'duplicate', id})\n"
+    "local out = {}\n"
+    "for i = 4, #ARGV, " PB_XSTR(PB_WEBHOOK_ARGS) " do\n"
+    "  local r = webhook(ARGV[i], outcome(i + 1))\n"
+    "  out[#out + 1] = r[1]\n"
+    "  out[#out + 1] = r[2] or ''\n"
+    "  out[#out + 1] = r[3] or ''\n"
     "end\n"
-    "return ack(complete(id, o, now))\n",
+    "metric('webhooks', n)\n"
+    "redis.call('HSET', K.metrics, 'last_webhook_at', int(now))\n"
+    /* only now: an error half way leaves every envelope of the batch to
+     * be applied again, which changes nothing */
+    "redis.call('LTRIM', list, 0, -n - 1)\n"
+    "return out\n",
     ""
 };
 
@@ -474,8 +500,70 @@ int
 pb_slot_webhook(pb_ctx_t *ctx, const char *processing, const char *envelope,
     const char *agent, const pb_outcome_t *o, pb_slot_result_t *res)
 {
-    const char  *argv[] = { PB_KEY_JOB_PREFIX, envelope, agent,
-                            OUTCOME_ARGS(o), NULL };
+    pb_webhook_t  w;
 
-    return run(ctx, &webhook_script, processing, argv, res);
+    w.envelope = envelope;
+    w.agent = agent;
+    w.outcome = *o;
+
+    return pb_slot_webhooks(ctx, processing, &w, 1, res);
+}
+
+
+int
+pb_slot_webhooks(pb_ctx_t *ctx, const char *processing,
+    const pb_webhook_t *w, size_t n, pb_slot_result_t *res)
+{
+    const char  *keys[PB_LUA_NKEYS + 3], **argv, **group;
+    redisReply  *reply;
+    size_t       i;
+    int          rc = -1;
+
+    if (n == 0) {
+        return 0;
+    }
+
+    argv = malloc((4 + n * PB_WEBHOOK_ARGS) * sizeof(*argv));
+    if (argv == NULL) {
+        return -1;
+    }
+
+    argv[0] = PB_KEY_JOB_PREFIX;
+    argv[1] = w[0].envelope;
+    argv[2] = w[n - 1].envelope;
+    for (i = 0; i < n; i++) {
+        const char  *outcome[] = { OUTCOME_ARGS(&w[i].outcome) };
+
+        group = &argv[3 + i * PB_WEBHOOK_ARGS];
+        group[0] = w[i].agent;
+        memcpy(&group[1], outcome, sizeof(outcome));
+    }
+    argv[3 + n * PB_WEBHOOK_ARGS] = NULL;
+
+    pb_lua_keys(keys, processing, NULL);
+    memset(res, 0, n * sizeof(*res));
+
+    reply = pb_redis_eval(ctx->redis, &webhook_script, keys, argv);
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
+        && reply->elements == 1)
+    {
+        rc = 1;     /* stale: nothing done */
+
+    } else if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
+               && reply->elements == 3 * n)
+    {
+        for (i = 0; i < n; i++) {
+            copy(res[i].kind, sizeof(res[i].kind), pb_reply_str(reply, 3 * i));
+            copy(res[i].job_id, sizeof(res[i].job_id),
+                 pb_reply_str(reply, 3 * i + 1));
+            copy(res[i].detail, sizeof(res[i].detail),
+                 pb_reply_str(reply, 3 * i + 2));
+        }
+        rc = 0;
+    }
+
+    freeReplyObject(reply);
+    free(argv);
+
+    return rc;
 }

@@ -122,12 +122,32 @@ int pb_slot_finish(pb_ctx_t *ctx, const char *job_id, const char *token,
     const pb_outcome_t *o, pb_slot_result_t *res);
 
 /*
- * Applies one webhook and removes its envelope from the processing list in
- * the same step.  kind: "completed", "early" (its launch is not recorded
- * yet: held until it is), "duplicate" or "unknown".
+ * Applies one webhook and removes its envelope, the oldest of the
+ * processing list, in the same step.  kind: "completed", "early" (its
+ * launch is not recorded yet: held until it is), "duplicate" or
+ * "unknown".  0, 1 when the envelope is not the oldest (nothing done),
+ * -1 Redis failed.
  */
 int pb_slot_webhook(pb_ctx_t *ctx, const char *processing,
     const char *envelope, const char *agent, const pb_outcome_t *o,
     pb_slot_result_t *res);
+
+/* One webhook of a batch. */
+typedef struct {
+    const char    *envelope;
+    const char    *agent;
+    pb_outcome_t   outcome;
+} pb_webhook_t;
+
+/*
+ * pb_slot_webhook for n webhooks at once, in order, in one script (one
+ * round trip), res[i] the result of each.  Their envelopes must be the
+ * oldest of the processing list, oldest first (a batch as taken, less
+ * those parked as invalid), and leave it with their effects, atomically.
+ * 1 when the list does not end with them (anymore): nothing done.  -1
+ * when Redis failed: the envelopes are still in the processing list.
+ */
+int pb_slot_webhooks(pb_ctx_t *ctx, const char *processing,
+    const pb_webhook_t *w, size_t n, pb_slot_result_t *res);
 
 #endif /* PB_SLOTS_H */

@@ -26,24 +26,24 @@
 /*
  * KEYS: 1 queue, 2 processing list.  ARGV: 1 batch size.  Tops the
  * processing list up to the batch size from the queue's tail (our own
- * leftovers, older, stay in front), and returns its oldest that many,
- * oldest last.  Each envelope sits in the processing list until its apply
- * removes it, so a crash anywhere leaves nothing lost.
+ * leftovers, older, stay in front) and returns its length.  Each envelope
+ * sits in the processing list until its apply removes it, so a crash
+ * anywhere leaves nothing lost.  The envelopes are read with a plain
+ * LRANGE after: through Lua, each would be copied and hashed once more.
  */
 static pb_script_t  take_script = { "webhooks_take",
-    "local max = tonumber(ARGV[1])\n"
-    "for i = redis.call('LLEN', KEYS[2]) + 1, max do\n"
-    "  if not redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT') then\n"
-    "    break\n"
-    "  end\n"
+    "local n = redis.call('LLEN', KEYS[2])\n"
+    "while n < tonumber(ARGV[1])\n"
+    "  and redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT') do\n"
+    "  n = n + 1\n"
     "end\n"
-    "return redis.call('LRANGE', KEYS[2], -max, -1)\n",
+    "return n\n",
     ""
 };
 
 /* KEYS: 1 processing list, 2 invalid list.  ARGV: 1 envelope. */
 static pb_script_t  invalid_script = { "park_invalid",
-    "if redis.call('LREM', KEYS[1], 1, ARGV[1]) > 0 then\n"
+    "if redis.call('LREM', KEYS[1], -1, ARGV[1]) > 0 then\n"
     "  redis.call('LPUSH', KEYS[2], ARGV[1])\n"
     "  redis.call('HINCRBY', KEYS[3], 'webhooks_invalid', 1)\n"
     "end\n"
@@ -113,60 +113,233 @@ park_invalid(pb_ctx_t *ctx, const char *processing, const char *envelope,
 }
 
 
-int
-pb_webhooks_handle(pb_ctx_t *ctx, const char *processing, const char *envelope,
-    size_t len)
+/* The longest id and queue name an envelope's head takes the fast path
+ * with (the module's ids are 32 characters). */
+#define PB_WEBHOOK_NAME_MAX  255
+
+/* One envelope of a batch, parsed, and what its webhook points into. */
+typedef struct {
+    pb_envelope_t  env;
+    char          *payload;
+    char           code[24];
+    char           when[64];
+    char           id[PB_WEBHOOK_NAME_MAX + 1];
+    char           queue[PB_WEBHOOK_NAME_MAX + 1];
+} item_t;
+
+
+/*
+ * A JSON string of plain characters (printable ASCII but quote and
+ * backslash: what the module writes) at *p, up to its closing quote,
+ * copied into out; 0, or -1 for anything else.
+ */
+static int
+plain_string(const char **p, const char *end, char *out)
 {
-    char              code[24], when[64];
-    char             *payload;
-    const char       *reason;
-    pb_outcome_t      o;
-    pb_envelope_t     env;
-    pb_slot_result_t  sr;
-    int               rc;
+    size_t  n = 0;
 
-    if (pb_envelope_parse(envelope, len, &env, &reason) != 0) {
-        return park_invalid(ctx, processing, envelope, reason);
+    while (*p < end && **p != '"') {
+        if (**p < 0x20 || **p > 0x7e || **p == '\\'
+            || n == PB_WEBHOOK_NAME_MAX)
+        {
+            return -1;
+        }
+        out[n++] = *(*p)++;
+    }
+    out[n] = '\0';
+
+    return *p < end ? 0 : -1;
+}
+
+
+/*
+ * The module's envelope, read without a JSON tree: its head as
+ * pb_envelope_head writes it (id, received_at, queue: checked by writing
+ * it again), the payload verbatim, validated by pb_payload_parse, the
+ * scanner the module validated it with, and "}".  Parsing the whole
+ * envelope with jansson was most of the worker's time per webhook.  The
+ * rules are the same (pb_payload.h); anything else, or an exit message
+ * longer than the scanner keeps, is left to pb_envelope_parse.  0 when
+ * done (env and payload filled), -1 to take the slow path.
+ */
+static int
+parse_module_envelope(item_t *it, const char *data, size_t len)
+{
+    char         head[PB_ENVELOPE_HEAD_MAX(PB_WEBHOOK_NAME_MAX,
+                                           PB_WEBHOOK_NAME_MAX)];
+    const char  *p = data, *end = data + len, *reason;
+    int64_t      at = 0;
+    size_t       n;
+
+    if (len < 9 || memcmp(p, "{\"id\":\"", 7) != 0) {
+        return -1;
+    }
+    p += 7;
+
+    if (plain_string(&p, end, it->id) != 0
+        || end - p < 16 || memcmp(p, "\",\"received_at\":", 16) != 0)
+    {
+        return -1;
     }
 
-    payload = raw_payload(&env, envelope, len);
-    snprintf(code, sizeof(code), "%" PRId64, (int64_t) env.payload.exit_code);
-    pb_iso_time(env.received_at_ms, when);
+    for (p += 16; p < end && *p >= '0' && *p <= '9' && at < INT64_MAX / 10;
+         p++)
+    {
+        at = at * 10 + (*p - '0');
+    }
 
-    memset(&o, 0, sizeof(o));
-    o.status = pb_payload_succeeded(&env.payload) ? "success" : "failed";
-    o.container = env.payload.container_id;
-    o.exit_code = code;
-    o.exit_message = env.payload.exit_message;
-    o.payload = payload;
-    o.received_at = when;
-    o.found_by = "webhook";
+    if (end - p < 10 || memcmp(p, ",\"queue\":\"", 10) != 0) {
+        return -1;
+    }
+    p += 10;
 
-    rc = pb_slot_webhook(ctx, processing, envelope, env.payload.agent_id, &o,
-                         &sr);
-    if (rc == 0) {
+    if (plain_string(&p, end, it->queue) != 0) {
+        return -1;
+    }
+
+    n = pb_envelope_head(head, sizeof(head), it->id, strlen(it->id), at,
+                         it->queue, strlen(it->queue));
+    if (n == 0 || len <= n + PB_ENVELOPE_TAIL_LEN
+        || memcmp(head, data, n) != 0
+        || memcmp(end - PB_ENVELOPE_TAIL_LEN, PB_ENVELOPE_TAIL,
+                  PB_ENVELOPE_TAIL_LEN) != 0)
+    {
+        return -1;
+    }
+
+    len -= n + PB_ENVELOPE_TAIL_LEN;
+    if (pb_payload_parse(data + n, len, &it->env.payload, &reason) != 0) {
+        return -1;      /* the slow path says why, the same way */
+    }
+
+    if (it->env.payload.exit_message_len > PB_EXIT_MESSAGE_MAX) {
+        pb_payload_free(&it->env.payload);
+        return -1;
+    }
+
+    it->payload = strndup(data + n, len);
+    it->env.root = NULL;
+    it->env.id = it->id;
+    it->env.queue = it->queue;
+    it->env.received_at_ms = at;
+
+    return 0;
+}
+
+
+/* The webhook of a parsed envelope, its strings in it (and in item). */
+static void
+prepare(item_t *it, pb_webhook_t *w, const char *data)
+{
+    pb_outcome_t  *o = &w->outcome;
+
+    snprintf(it->code, sizeof(it->code), "%" PRId64,
+             (int64_t) it->env.payload.exit_code);
+    pb_iso_time(it->env.received_at_ms, it->when);
+
+    memset(w, 0, sizeof(*w));
+    w->envelope = data;
+    w->agent = it->env.payload.agent_id;
+    o->status = pb_payload_succeeded(&it->env.payload) ? "success" : "failed";
+    o->container = it->env.payload.container_id;
+    o->exit_code = it->code;
+    o->exit_message = it->env.payload.exit_message;
+    o->payload = it->payload;
+    o->received_at = it->when;
+    o->found_by = "webhook";
+}
+
+
+/*
+ * Handles envelopes data[0..n), oldest first, all in the processing list:
+ * those that do not parse are parked, the others applied in one script.
+ * 0, or -1 when Redis failed (what was not applied stays in the list).
+ */
+static int
+handle(pb_ctx_t *ctx, const char *processing, const char *const *data,
+    const size_t *len, size_t n)
+{
+    const char        *reason;
+    item_t            *items;
+    pb_webhook_t      *w;
+    pb_slot_result_t  *res;
+    size_t             i, k = 0, applied = 0;
+    int                rc = -1;
+
+    items = calloc(n, sizeof(*items));
+    w = calloc(n, sizeof(*w));
+    res = calloc(n, sizeof(*res));
+    if (items == NULL || w == NULL || res == NULL) {
+        goto done;
+    }
+
+    rc = 0;
+    for (i = 0; i < n && rc == 0; i++) {
+        if (parse_module_envelope(&items[k], data[i], len[i]) != 0) {
+            if (pb_envelope_parse(data[i], len[i], &items[k].env, &reason)
+                != 0)
+            {
+                rc = park_invalid(ctx, processing, data[i], reason);
+                continue;
+            }
+            items[k].payload = raw_payload(&items[k].env, data[i], len[i]);
+        }
+        prepare(&items[k], &w[k], data[i]);
+        k++;
+    }
+
+    if (rc == 0 && k > 0) {
+        rc = pb_slot_webhooks(ctx, processing, w, k, res);
+        applied = rc == 0 ? k : 0;
+    }
+
+    if (rc == 1) {
+        /* someone took us for dead and requeued them: theirs now */
+        pb_log(PB_LOG_WARN, "in-flight webhooks requeued by another "
+               "worker; left to it", "{s:I}", "count", (json_int_t) k);
+        rc = 0;
+    }
+
+    for (i = 0; i < applied; i++) {
         pb_log(PB_LOG_INFO, "webhook", "{s:s, s:s, s:s, s:s, s:s, s:s}",
-               "request", env.id, "container", env.payload.container_id,
-               "agent", env.payload.agent_id, "exit", o.exit_message,
-               "result", sr.kind, "job", sr.job_id);
+               "request", items[i].env.id,
+               "container", w[i].outcome.container, "agent", w[i].agent,
+               "exit", w[i].outcome.exit_message, "result", res[i].kind,
+               "job", res[i].job_id);
     }
 
-    free(payload);
-    pb_envelope_free(&env);
+done:
+
+    for (i = 0; i < k; i++) {
+        free(items[i].payload);
+        pb_envelope_free(&items[i].env);
+    }
+    free(items);
+    free(w);
+    free(res);
 
     return rc;
 }
 
 
 int
+pb_webhooks_handle(pb_ctx_t *ctx, const char *processing, const char *envelope,
+    size_t len)
+{
+    return handle(ctx, processing, &envelope, &len, 1);
+}
+
+
+int
 pb_webhooks_step(pb_ctx_t *ctx, int64_t timeout_ms)
 {
-    char         processing[512], timeout[32], batch[16];
-    const char  *keys[] = { ctx->cfg->queue, processing, NULL };
-    const char  *argv[] = { batch, NULL };
-    redisReply  *reply, *e;
-    size_t       i;
-    int          handled = 0;
+    char          processing[512], timeout[32], batch[16];
+    const char   *keys[] = { ctx->cfg->queue, processing, NULL };
+    const char   *argv[] = { batch, NULL };
+    const char   *data[PB_WEBHOOK_BATCH];
+    size_t        len[PB_WEBHOOK_BATCH], i, n = 0;
+    redisReply   *reply;
+    int           rc;
 
     if (pb_processing_key(ctx->cfg, ctx->cfg->worker_id, processing,
                           sizeof(processing)) != 0)
@@ -182,9 +355,16 @@ pb_webhooks_step(pb_ctx_t *ctx, int64_t timeout_ms)
      * is queued, without waiting; only an empty queue is waited on.
      */
     reply = pb_redis_eval(ctx->redis, &take_script, keys, argv);
-    if (reply != NULL
-        && (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0))
+    if (reply != NULL && reply->type == REDIS_REPLY_INTEGER
+        && reply->integer > 0)
     {
+        freeReplyObject(reply);
+
+        /* the oldest batch, oldest last */
+        reply = pb_redis_cmd(ctx->redis, "LRANGE %s -%s -1", processing,
+                             batch);
+
+    } else if (reply != NULL) {
         freeReplyObject(reply);
 
         /* BLMOVE takes seconds with decimals; 0 would block forever */
@@ -200,24 +380,21 @@ pb_webhooks_step(pb_ctx_t *ctx, int64_t timeout_ms)
     }
 
     if (reply->type == REDIS_REPLY_STRING) {
-        handled = pb_webhooks_handle(ctx, processing, reply->str, reply->len)
-                  == 0 ? 1 : -1;
+        data[0] = reply->str;
+        len[0] = reply->len;
+        n = 1;
     }
 
-    /* oldest (last) first; on SIGTERM the rest go back to the queue with
-     * the processing list (pb_workers_leave) */
+    /* the oldest is last */
     for (i = reply->type == REDIS_REPLY_ARRAY ? reply->elements : 0;
-         i > 0 && handled >= 0 && !PB_STOPPING(ctx); i--)
+         i > 0 && n < PB_WEBHOOK_BATCH; i--)
     {
-        e = reply->element[i - 1];
-        if (pb_webhooks_handle(ctx, processing, e->str, e->len) != 0) {
-            handled = -1;
-        } else {
-            handled++;
-        }
+        data[n] = reply->element[i - 1]->str;
+        len[n++] = reply->element[i - 1]->len;
     }
 
+    rc = n > 0 ? handle(ctx, processing, data, len, n) : 0;
     freeReplyObject(reply);
 
-    return handled;
+    return rc == 0 ? (int) n : -1;
 }

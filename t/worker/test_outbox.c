@@ -213,6 +213,112 @@ test_bad_rows(pb_ctx_t *ctx, const char *path, const char *url)
 }
 
 
+/* A text column of the job's row, as SQLite returns it ("" for none). */
+static char *
+db_text(const char *path, const char *expr, const char *job)
+{
+    static char    buf[512];
+    sqlite3       *db;
+    sqlite3_stmt  *st;
+    char           sql[256];
+
+    buf[0] = '\0';
+    snprintf(sql, sizeof(sql), "SELECT %s FROM service_audit_logs"
+             " WHERE job_id = ?1", expr);
+    if (sqlite3_open(path, &db) == SQLITE_OK
+        && sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK)
+    {
+        sqlite3_bind_text(st, 1, job, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW
+            && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        {
+            snprintf(buf, sizeof(buf), "%s", sqlite3_column_text(st, 0));
+        }
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+
+    return buf;
+}
+
+
+/*
+ * Rows are read without a JSON library: every escape cjson can write,
+ * values of the wrong type, spacing, nesting in metadata; and what is not
+ * a well-formed row goes aside rather than half read.
+ */
+static void
+test_row_formats(pb_ctx_t *ctx, const char *path, const char *url)
+{
+    static const char  *good[] = {
+        "{\"job_id\":\"u1\",\"agent_id\":\"a\\\"b\\\\c\\/d\",\"status\":"
+        "\"pending\",\"metadata\":{\"k\":\"\xc3\xa9\",\"n\":-1.5e2,\"t\":true,"
+        "\"z\":null,\"deep\":{\"x\":[1,{\"y\":\"}]\\\"\"}]}}}",
+        "{\"job_id\":\"u2\",\"status\":\"webhook_received\","
+        "\"webhook_payload\":"
+        "\"{\\\"a\\\":\\\"\\\\u00e9\\\\ud83d\\\\ude00\\\"}\","
+        "\"container_id\":null,\"agent_id\":5,\"metadata\":[1]}",
+        " {\n \"job_id\" : \"u3\\u00e9\\ud83d\\ude00\" ,\t\"status\" :"
+        " \"pending\", \"extra\": {\"a\": [true, false, null]} } ",
+        "{\"job_id\":\"u4\",\"status\":\"dead_lettered\"}",
+        "{\"op\":\"reset\",\"job_id\":\"u4\",\"metadata\":{\"r\":1}}",
+        "{\"job_id\":\"u5\",\"job_id\":\"u6\",\"status\":\"pending\","
+        "\"metadata\":{}}",
+    };
+    static const char  *bad[] = {
+        "{\"job_id\":\"x1\",\"status\":\"pending\"",
+        "{\"job_id\":\"x2\",\"status\":\"pending\"}x",
+        "{\"job_id\":\"x3\\u0000\",\"status\":\"pending\"}",
+        "{\"job_id\":\"x4\",\"status\":\"pending\",\"metadata\":"
+        "{\"a\":\"\\ud800\"}}",
+        "{\"job_id\":\"x5\n\",\"status\":\"pending\"}",
+        "{\"job_id\":\"x6\",\"status\":\"pending\",\"metadata\":{\"a\":}}",
+        "{\"job_id\":\"x7\",\"status\":\"pending\",\"metadata\":{\"a\" 1}}",
+        "{\"job_id\":\"x8\",\"status\":\"pending\\q\"}",
+        "[\"job_id\"]",
+        "",
+    };
+    pb_outbox_t  *ob = pb_outbox_new(url);
+    size_t        i;
+
+    test_flush(ctx);
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        push(ctx, good[i]);
+    }
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        push(ctx, bad[i]);
+    }
+
+    CHECK(pb_outbox_flush(ob, ctx, 1000) == 6, "the six rows written");
+    CHECK(test_int(ctx, "LLEN %s", PB_KEY_OUTBOX_FAILED) == 10,
+          "the ten others set aside, none half read");
+    CHECK(strcmp(db_text(path, "agent_id", "u1"), "a\"b\\c/d") == 0,
+          "escapes undone");
+    CHECK(strcmp(db_text(path, "metadata->>'k'", "u1"), "\xc3\xa9") == 0
+          && strcmp(db_text(path, "metadata->>'n'", "u1"), "-150.0") == 0
+          && strcmp(db_text(path, "metadata->'t'", "u1"), "true") == 0
+          && strcmp(db_text(path, "metadata->'deep'->'x'->1->>'y'", "u1"),
+                    "}]\"") == 0,
+          "metadata passed on whole, nesting and all");
+    CHECK(strcmp(db_text(path, "webhook_payload->>'a'", "u2"),
+                 "\xc3\xa9\xf0\x9f\x98\x80") == 0,
+          "\\u escapes, surrogate pairs, as UTF-8");
+    CHECK(strcmp(db_text(path, "COALESCE(agent_id, '-') ||"
+                         " COALESCE(phantom_container_id, '-') ||"
+                         " metadata", "u2"), "--{}") == 0,
+          "a value of the wrong type is no value");
+    CHECK(db_int(path, "SELECT count(*) FROM service_audit_logs WHERE"
+                 " job_id = 'u3\xc3\xa9\xf0\x9f\x98\x80'") == 1,
+          "spacing and unknown keys");
+    CHECK(strcmp(db_text(path, "status || (metadata->>'r')", "u4"),
+                 "pending1") == 0, "reset rows");
+    CHECK(db_int(path, "SELECT count(*) FROM service_audit_logs WHERE"
+                 " job_id = 'u6'") == 1, "a repeated key: the last one");
+
+    pb_outbox_free(ob);
+}
+
+
 /*
  * A crash between the commit and the removal: the rows are still in
  * Redis and are written again.  The table does not change at all.
@@ -305,6 +411,57 @@ test_killed(pb_ctx_t *ctx, const char *path, char *url)
     CHECK(db_int(path, "SELECT count(*) FROM service_audit_logs WHERE"
                  " job_id LIKE 'k%' AND updated_at <> created_at") == 0,
           "none changed after its first write");
+}
+
+
+/*
+ * The flusher thread: rows written without the loop calling anything, the
+ * loop's call a no-op meanwhile, a database that cannot be opened holds
+ * nothing up, and it stops at once when told.
+ */
+static void
+test_thread(pb_ctx_t *ctx, const char *path, const char *url)
+{
+    pb_outbox_t      *ob = pb_outbox_new(url), *down;
+    int               i;
+    struct timespec   t0, t1;
+
+    test_flush(ctx);
+    CHECK(pb_outbox_start(ob, &test_cfg) == 0, "thread started");
+    for (i = 0; i < 300; i++) {
+        push_job(ctx, "t", i);
+    }
+    for (i = 0; i < 100 && test_int(ctx, "LLEN %s", PB_KEY_OUTBOX) > 0; i++) {
+        pause_ms(50);
+    }
+    CHECK(test_int(ctx, "LLEN %s", PB_KEY_OUTBOX) == 0
+          && db_int(path, "SELECT count(*) FROM service_audit_logs"
+                    " WHERE job_id LIKE 't%'") == 300,
+          "thread: every row written, nobody asked");
+
+    push_job(ctx, "t", 300);
+    CHECK(pb_outbox_flush(ob, ctx, 100) == 0, "the loop leaves it to it");
+    CHECK(pb_outbox_stop(ob) == 0, "thread stopped");
+    while (test_int(ctx, "LLEN %s", PB_KEY_OUTBOX) > 0
+           && pb_outbox_flush(ob, ctx, 100) > 0)
+    {
+        /* back to the loop: whatever the thread had not taken */
+    }
+    CHECK(test_int(ctx, "LLEN %s", PB_KEY_OUTBOX) == 0
+          && db_int(path, "SELECT count(*) FROM service_audit_logs"
+                    " WHERE job_id LIKE 't%'") == 301, "then the loop again");
+    pb_outbox_free(ob);
+
+    /* a database that cannot be opened: rows wait, stop is prompt */
+    down = pb_outbox_new("sqlite:/nonexistent-dir/audit.db");
+    CHECK(pb_outbox_start(down, &test_cfg) == 0, "thread started (down)");
+    push_job(ctx, "d", 0);
+    pause_ms(300);
+    CHECK(test_int(ctx, "LLEN %s", PB_KEY_OUTBOX) == 1, "the row waits");
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    pb_outbox_free(down);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    CHECK(t1.tv_sec - t0.tv_sec < 2, "stopped at once, backing off or not");
 }
 
 
@@ -437,8 +594,10 @@ main(void)
 
     test_basics(ctx, path, url);
     test_bad_rows(ctx, path, url);
+    test_row_formats(ctx, path, url);
     test_replay(ctx, path, url);
     test_killed(ctx, path, url);
+    test_thread(ctx, path, url);
     test_pg_mid_batch(ctx);
 
     unlink(path);

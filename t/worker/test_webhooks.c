@@ -7,8 +7,10 @@
  * applied and in which order.
  */
 
+#include "jobs.h"
 #include "pb_envelope.h"
 #include "pb_keys.h"
+#include "slots.h"
 #include "testkill.h"
 #include "webhooks.h"
 #include "workers.h"
@@ -104,6 +106,135 @@ test_batches(pb_ctx_t *ctx, const char *processing)
 }
 
 
+/* The outbox's newest row, parsed (NULL when none). */
+static json_t *
+newest_row(pb_ctx_t *ctx)
+{
+    return test_json(ctx, "LINDEX %s 0", PB_KEY_OUTBOX);
+}
+
+
+/*
+ * An envelope the module wrote is read without jansson; one of another
+ * shape (keys in another order) with jansson.  Both come to the same.
+ */
+static void
+test_two_readers(pb_ctx_t *ctx)
+{
+    static const char  payload[] = "{\"agentId\":\"9\",\"containerId\":77,"
+        "\"exitCode\":0,\"exitMessage\":\"finished\",\"resultObject\":"
+        "\"[{\\\"url\\\":\\\"https:\\\\/\\\\/x\\\"}]\"}";
+    char         head[256], env[1024];
+    size_t       n;
+    json_t      *fast, *slow;
+    const char  *keys[] = { "webhook_payload", "job_id", "agent_id",
+                            "status", "container_id" };
+    size_t       i;
+    int          same = 1;
+
+    test_flush(ctx);
+    n = pb_envelope_head(head, sizeof(head), "r77", 3, 1700000000000LL,
+                         QUEUE, strlen(QUEUE));
+    snprintf(env, sizeof(env), "%.*s%s}", (int) n, head, payload);
+    freeReplyObject(pb_redis_cmd(ctx->redis, "LPUSH %s %s", QUEUE, env));
+    CHECK(pb_webhooks_step(ctx, 10) == 1, "module envelope");
+    fast = newest_row(ctx);
+
+    snprintf(env, sizeof(env), "{\"queue\":\"%s\",\"received_at\":"
+             "1700000000000,\"id\":\"r77\",\"payload\":%s}", QUEUE, payload);
+    freeReplyObject(pb_redis_cmd(ctx->redis, "LPUSH %s %s", QUEUE, env));
+    CHECK(pb_webhooks_step(ctx, 10) == 1, "envelope of another shape");
+    slow = newest_row(ctx);
+
+    for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        same = same && fast != NULL && slow != NULL
+               && json_equal(json_object_get(fast, keys[i]),
+                             json_object_get(slow, keys[i]));
+    }
+    same = same && json_equal(json_object_get(fast, "metadata"),
+                              json_object_get(slow, "metadata"));
+    CHECK(same, "the same audit row either way");
+    CHECK(fast != NULL && strcmp(json_string_value(json_object_get(fast,
+          "webhook_payload")), payload) == 0, "the payload verbatim");
+    json_decref(fast);
+    json_decref(slow);
+}
+
+
+/*
+ * A run's webhook with an exit message longer than the module's scanner
+ * keeps: the worker still has all of it (jansson's reading).
+ */
+static void
+test_long_exit_message(pb_ctx_t *ctx)
+{
+    char                 message[200], payload[512], head[256], env[1024];
+    char                 metric[256];
+    size_t               n;
+    pb_enqueue_result_t  er;
+    pb_claim_t           c;
+    pb_slot_result_t     r;
+
+    test_flush(ctx);
+    test_cfg.max_running = 1;
+    test_cfg.calls_per_minute = 0;
+    memset(message, 'x', 150);
+    message[150] = '\0';
+
+    pb_job_enqueue(ctx, "long", "9", NULL, 0, "test", &er);
+    CHECK(pb_slot_claim(ctx, 60000, &c) == 0 && c.kind == PB_CLAIM_CLAIMED
+          && pb_slot_mark_launching(ctx, "long", c.token, &r) == 0
+          && pb_slot_record(ctx, "long", c.token, "555", "launch", &r) == 0,
+          "a running job");
+    pb_claim_free(&c);
+
+    snprintf(payload, sizeof(payload), "{\"agentId\":\"9\",\"containerId\":"
+             "555,\"exitCode\":1,\"exitMessage\":\"%s\"}", message);
+    n = pb_envelope_head(head, sizeof(head), "rl", 2, 1700000000000LL,
+                         QUEUE, strlen(QUEUE));
+    snprintf(env, sizeof(env), "%.*s%s}", (int) n, head, payload);
+    freeReplyObject(pb_redis_cmd(ctx->redis, "LPUSH %s %s", QUEUE, env));
+
+    CHECK(pb_webhooks_step(ctx, 10) == 1, "its webhook");
+    snprintf(metric, sizeof(metric), "exit:%s", message);
+    CHECK(strcmp(test_hget(ctx, PB_KEY_METRICS, metric), "1") == 0,
+          "the whole exit message, not a cut one");
+    CHECK(strcmp(test_hget(ctx, PB_KEY_JOB_PREFIX "long", "state"), "done")
+          == 0, "the run completed");
+}
+
+
+/*
+ * Envelopes that are no longer at the end of the processing list (a
+ * worker that took us for dead put them back on the queue): nothing is
+ * applied, nothing removed; they are the other worker's.
+ */
+static void
+test_stale(pb_ctx_t *ctx, const char *processing)
+{
+    pb_outcome_t      o;
+    pb_slot_result_t  r;
+
+    test_flush(ctx);
+    queue_webhook(ctx, 1);
+    queue_webhook(ctx, 2);
+    freeReplyObject(pb_redis_cmd(ctx->redis, "LMOVE %s %s RIGHT LEFT", QUEUE,
+                                 processing));
+
+    memset(&o, 0, sizeof(o));
+    o.status = "success";
+    o.container = "2";
+    CHECK(pb_slot_webhook(ctx, processing, "not the oldest", "9", &o, &r)
+          == 1, "stale: said so");
+    CHECK(test_int(ctx, "LLEN %s", processing) == 1
+          && test_int(ctx, "LLEN %s", PB_KEY_OUTBOX) <= 0
+          && test_hget(ctx, PB_KEY_METRICS, "webhooks")[0] == '\0',
+          "stale: nothing applied, nothing removed");
+    CHECK(pb_webhooks_step(ctx, 10) == 2 && outbox_in_order(ctx, 1, 2),
+          "the list's own envelopes still go through");
+}
+
+
 static void
 consume_all(pb_ctx_t *ctx, void *arg)
 {
@@ -160,6 +291,9 @@ main(void)
                       sizeof(processing));
 
     test_batches(ctx, processing);
+    test_two_readers(ctx);
+    test_long_exit_message(ctx);
+    test_stale(ctx, processing);
     test_killed(ctx, processing);
 
     return CHECK_DONE("test_webhooks");
