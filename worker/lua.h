@@ -53,10 +53,33 @@ void pb_lua_keys(const char **keys, const char *extra1, const char *extra2);
 "  return s\n"                                                                \
 "end\n"                                                                       \
 "local function jget(id, f) return opt(redis.call('HGET', P .. id, f)) end\n" \
+/* a script applying many changes sets gathered = {m = {}, rows = {}}: its */ \
+/* counters and audit rows then go to Redis once, at its end (flush()) */    \
+"local gathered\n"                                                            \
 "local function metric(f, n)\n"                                               \
-"  redis.call('HINCRBY', K.metrics, f, n or 1)\n"                             \
+"  if gathered then\n"                                                        \
+"    gathered.m[f] = (gathered.m[f] or 0) + (n or 1)\n"                       \
+"  else\n"                                                                    \
+"    redis.call('HINCRBY', K.metrics, f, n or 1)\n"                           \
+"  end\n"                                                                     \
 "end\n"                                                                       \
-"local function audit(e) redis.call('LPUSH', K.outbox, cjson.encode(e)) end\n" \
+"local function audit(e)\n"                                                   \
+"  if gathered then\n"                                                        \
+"    gathered.rows[#gathered.rows + 1] = cjson.encode(e)\n"                   \
+"  else\n"                                                                    \
+"    redis.call('LPUSH', K.outbox, cjson.encode(e))\n"                        \
+"  end\n"                                                                     \
+"end\n"                                                                       \
+"local function flush()\n"                                                    \
+"  for f, n in pairs(gathered.m) do\n"                                        \
+"    redis.call('HINCRBY', K.metrics, f, n)\n"                                \
+"  end\n"                                                                     \
+/* in order: LPUSH a b c leaves the list as LPUSH a, b, c one by one do */   \
+"  if #gathered.rows > 0 then\n"                                             \
+"    redis.call('LPUSH', K.outbox, unpack(gathered.rows))\n"                  \
+"  end\n"                                                                     \
+"  gathered = nil\n"                                                          \
+"end\n"                                                                       \
 "local function attempts(id)\n"                                               \
 "  return tonumber(jget(id, 'attempts') or '0')\n"                            \
 "end\n"                                                                       \

@@ -286,6 +286,57 @@ pb_redis_cmd(pb_redis_t *r, const char *fmt, ...)
 }
 
 
+int
+pb_redis_pipeline(pb_redis_t *r, size_t n, const char **const *argvs,
+    redisReply **replies)
+{
+    size_t   i, got, argc;
+    void    *reply;
+    int      failed = 0;
+
+    if (ensure(r) != 0) {
+        return -1;
+    }
+
+    for (i = 0; i < n; i++) {
+        for (argc = 0; argvs[i][argc] != NULL; argc++) {
+            /* count */
+        }
+        if (redisAppendCommandArgv(r->ctx, (int) argc, argvs[i], NULL)
+            != REDIS_OK)
+        {
+            /* half a pipeline is in the buffer: start afresh */
+            drop(r, "out of memory");
+            return -1;
+        }
+    }
+
+    for (got = 0; got < n; got++) {
+        if (redisGetReply(r->ctx, &reply) != REDIS_OK) {
+            drop(r, r->ctx->errstr);
+            failed = 1;
+            break;
+        }
+        replies[got] = reply;
+        if (replies[got]->type == REDIS_REPLY_ERROR) {
+            pb_log(PB_LOG_ERROR, "redis error", "{s:s, s:s}", "command",
+                   argvs[got][0], "error", replies[got]->str);
+            failed = 1;
+        }
+    }
+
+    if (failed) {
+        for (i = 0; i < got; i++) {
+            freeReplyObject(replies[i]);
+            replies[i] = NULL;
+        }
+        return -1;
+    }
+
+    return 0;
+}
+
+
 static int
 load_script(pb_redis_t *r, pb_script_t *script)
 {

@@ -46,6 +46,15 @@ int pb_redis_connected(const pb_redis_t *r);
 redisReply *pb_redis_cmd(pb_redis_t *r, const char *fmt, ...);
 
 /*
+ * A pipeline: the n commands (argvs[i] a NULL-terminated argument list)
+ * go in one write and their replies come back in replies[0..n), one round
+ * trip for all.  0, or -1 (nothing in replies) when Redis failed or any
+ * reply is an error (logged).
+ */
+int pb_redis_pipeline(pb_redis_t *r, size_t n, const char **const *argvs,
+    redisReply **replies);
+
+/*
  * EVALSHA with the keys and args (NULL-terminated string arrays), loading
  * the script first when Redis does not know it (first use, Redis restarted
  * or flushed).

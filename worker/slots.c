@@ -227,7 +227,8 @@ static pb_script_t  finish_script = { "finish",
  * container is the webhook's).  Returns {kind, id, detail} for each, one
  * after the other; {'stale'}, having done nothing, when the list no
  * longer ends with them (a worker that took us for dead put them back on
- * the queue).  One time for the batch: it is applied at one instant.
+ * the queue).  One time for the batch: it is applied at one instant; its
+ * counters and audit rows are gathered and written once (lua.h).
  */
 #define PB_WEBHOOK_ARGS  9
 #define PB_STR(x)        #x
@@ -285,13 +286,19 @@ static pb_script_t  webhook_script = { "webhooks",
     "  return complete(id, o, now)\n"
     "end\n"
     "local out = {}\n"
-    "for i = 4, #ARGV, " PB_XSTR(PB_WEBHOOK_ARGS) " do\n"
-    "  local r = webhook(ARGV[i], outcome(i + 1))\n"
-    "  out[#out + 1] = r[1]\n"
-    "  out[#out + 1] = r[2] or ''\n"
-    "  out[#out + 1] = r[3] or ''\n"
-    "end\n"
-    "metric('webhooks', n)\n"
+    "gathered = {m = {}, rows = {}}\n"
+    "local ok, err = pcall(function()\n"
+    "  for i = 4, #ARGV, " PB_XSTR(PB_WEBHOOK_ARGS) " do\n"
+    "    metric('webhooks')\n"
+    "    local r = webhook(ARGV[i], outcome(i + 1))\n"
+    "    out[#out + 1] = r[1]\n"
+    "    out[#out + 1] = r[2] or ''\n"
+    "    out[#out + 1] = r[3] or ''\n"
+    "  end\n"
+    "end)\n"
+    /* even after an error: what was applied keeps its audit rows */
+    "flush()\n"
+    "if not ok then error(err) end\n"
     "redis.call('HSET', K.metrics, 'last_webhook_at', int(now))\n"
     /* only now: an error half way leaves every envelope of the batch to
      * be applied again, which changes nothing */

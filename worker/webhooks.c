@@ -23,24 +23,6 @@
  */
 #define PB_WEBHOOK_BATCH  100
 
-/*
- * KEYS: 1 queue, 2 processing list.  ARGV: 1 batch size.  Tops the
- * processing list up to the batch size from the queue's tail (our own
- * leftovers, older, stay in front) and returns its length.  Each envelope
- * sits in the processing list until its apply removes it, so a crash
- * anywhere leaves nothing lost.  The envelopes are read with a plain
- * LRANGE after: through Lua, each would be copied and hashed once more.
- */
-static pb_script_t  take_script = { "webhooks_take",
-    "local n = redis.call('LLEN', KEYS[2])\n"
-    "while n < tonumber(ARGV[1])\n"
-    "  and redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT') do\n"
-    "  n = n + 1\n"
-    "end\n"
-    "return n\n",
-    ""
-};
-
 /* KEYS: 1 processing list, 2 invalid list.  ARGV: 1 envelope. */
 static pb_script_t  invalid_script = { "park_invalid",
     "if redis.call('LREM', KEYS[1], -1, ARGV[1]) > 0 then\n"
@@ -330,15 +312,29 @@ pb_webhooks_handle(pb_ctx_t *ctx, const char *processing, const char *envelope,
 }
 
 
+/* Frees replies[0..n). */
+static void
+free_replies(redisReply **replies, size_t n)
+{
+    size_t  i;
+
+    for (i = 0; i < n; i++) {
+        freeReplyObject(replies[i]);
+    }
+}
+
+
 int
 pb_webhooks_step(pb_ctx_t *ctx, int64_t timeout_ms)
 {
-    char          processing[512], timeout[32], batch[16];
-    const char   *keys[] = { ctx->cfg->queue, processing, NULL };
-    const char   *argv[] = { batch, NULL };
+    char          processing[512], timeout[32], range[24];
+    const char   *lrange[] = { "LRANGE", processing, range, "-1", NULL };
+    const char   *lmove[] = { "LMOVE", ctx->cfg->queue, processing, "RIGHT",
+                              "LEFT", NULL };
+    const char  **argvs[1 + PB_WEBHOOK_BATCH];
     const char   *data[PB_WEBHOOK_BATCH];
-    size_t        len[PB_WEBHOOK_BATCH], i, n = 0;
-    redisReply   *reply;
+    size_t        len[PB_WEBHOOK_BATCH], n = 0, i;
+    redisReply   *replies[1 + PB_WEBHOOK_BATCH], *left, *one = NULL;
     int           rc;
 
     if (pb_processing_key(ctx->cfg, ctx->cfg->worker_id, processing,
@@ -347,54 +343,67 @@ pb_webhooks_step(pb_ctx_t *ctx, int64_t timeout_ms)
         return -1;
     }
 
-    snprintf(batch, sizeof(batch), "%d", PB_WEBHOOK_BATCH);
-
     /*
-     * Our own leftovers first (envelopes a previous run of this worker id,
-     * or a failed step of this one, took but did not finish), then what
-     * is queued, without waiting; only an empty queue is waited on.
+     * One round trip: our own leftovers (envelopes a previous run of this
+     * worker id, or a failed step of this one, took but did not finish),
+     * and the oldest queued, each moved into the processing list until
+     * its apply takes it out.  LMOVEs pipelined rather than in a script,
+     * which would copy and hash every envelope once more; on a short
+     * queue the rest just answer nil.
      */
-    reply = pb_redis_eval(ctx->redis, &take_script, keys, argv);
-    if (reply != NULL && reply->type == REDIS_REPLY_INTEGER
-        && reply->integer > 0)
+    snprintf(range, sizeof(range), "-%d", PB_WEBHOOK_BATCH);
+    argvs[0] = lrange;
+    for (i = 1; i <= PB_WEBHOOK_BATCH; i++) {
+        argvs[i] = lmove;
+    }
+
+    if (pb_redis_pipeline(ctx->redis, 1 + PB_WEBHOOK_BATCH, argvs, replies)
+        != 0)
     {
-        freeReplyObject(reply);
+        return -1;
+    }
 
-        /* the oldest batch, oldest last */
-        reply = pb_redis_cmd(ctx->redis, "LRANGE %s -%s -1", processing,
-                             batch);
+    /* the batch: the list's oldest, leftovers (oldest last) first */
+    left = replies[0];
+    for (i = left->type == REDIS_REPLY_ARRAY ? left->elements : 0;
+         i > 0 && n < PB_WEBHOOK_BATCH; i--)
+    {
+        data[n] = left->element[i - 1]->str;
+        len[n++] = left->element[i - 1]->len;
+    }
 
-    } else if (reply != NULL) {
-        freeReplyObject(reply);
+    /* then the ones just moved, oldest first, while the batch stays the
+     * list's oldest (the others wait there for the next step) */
+    for (i = 1; i <= PB_WEBHOOK_BATCH && n < PB_WEBHOOK_BATCH
+                && replies[i]->type == REDIS_REPLY_STRING; i++)
+    {
+        data[n] = replies[i]->str;
+        len[n++] = replies[i]->len;
+    }
 
+    if (n == 0) {
         /* BLMOVE takes seconds with decimals; 0 would block forever */
         snprintf(timeout, sizeof(timeout), "%.3f",
                  (double) (timeout_ms > 10 ? timeout_ms : 10) / 1000.0);
 
-        reply = pb_redis_cmd(ctx->redis, "BLMOVE %s %s RIGHT LEFT %s",
-                             ctx->cfg->queue, processing, timeout);
-    }
+        one = pb_redis_cmd(ctx->redis, "BLMOVE %s %s RIGHT LEFT %s",
+                           ctx->cfg->queue, processing, timeout);
+        if (one == NULL) {
+            free_replies(replies, 1 + PB_WEBHOOK_BATCH);
+            return -1;
+        }
 
-    if (reply == NULL) {
-        return -1;
-    }
-
-    if (reply->type == REDIS_REPLY_STRING) {
-        data[0] = reply->str;
-        len[0] = reply->len;
-        n = 1;
-    }
-
-    /* the oldest is last */
-    for (i = reply->type == REDIS_REPLY_ARRAY ? reply->elements : 0;
-         i > 0 && n < PB_WEBHOOK_BATCH; i--)
-    {
-        data[n] = reply->element[i - 1]->str;
-        len[n++] = reply->element[i - 1]->len;
+        if (one->type == REDIS_REPLY_STRING) {
+            data[0] = one->str;
+            len[0] = one->len;
+            n = 1;
+        }
     }
 
     rc = n > 0 ? handle(ctx, processing, data, len, n) : 0;
-    freeReplyObject(reply);
+
+    free_replies(replies, 1 + PB_WEBHOOK_BATCH);
+    freeReplyObject(one);
 
     return rc == 0 ? (int) n : -1;
 }

@@ -235,6 +235,39 @@ test_stale(pb_ctx_t *ctx, const char *processing)
 }
 
 
+/*
+ * A script error half way through a batch (here a job key of the wrong
+ * type): the webhooks applied before it keep their audit rows, the batch
+ * stays in the processing list and is applied again once the cause is
+ * gone, which the ones already applied take as a no-op (one more
+ * idempotent audit row for a container nobody owns).
+ */
+static void
+test_error_half_way(pb_ctx_t *ctx, const char *processing)
+{
+    test_flush(ctx);
+    queue_webhook(ctx, 1);
+    queue_webhook(ctx, 2);
+    queue_webhook(ctx, 3);
+    freeReplyObject(pb_redis_cmd(ctx->redis, "HSET %s 2 broken",
+                                 PB_KEY_CONTAINERS));
+    freeReplyObject(pb_redis_cmd(ctx->redis, "SET %sbroken x",
+                                 PB_KEY_JOB_PREFIX));
+
+    CHECK(pb_webhooks_step(ctx, 10) == -1, "error: reported");
+    CHECK(test_int(ctx, "LLEN %s", processing) == 3,
+          "error: the batch is still in flight");
+    CHECK(outbox_in_order(ctx, 1, 1),
+          "error: the webhook applied before it kept its audit row");
+
+    freeReplyObject(pb_redis_cmd(ctx->redis, "DEL %sbroken",
+                                 PB_KEY_JOB_PREFIX));
+    CHECK(pb_webhooks_step(ctx, 10) == 3
+          && test_int(ctx, "LLEN %s", processing) == 0,
+          "error gone: the batch goes through");
+}
+
+
 static void
 consume_all(pb_ctx_t *ctx, void *arg)
 {
@@ -294,6 +327,7 @@ main(void)
     test_two_readers(ctx);
     test_long_exit_message(ctx);
     test_stale(ctx, processing);
+    test_error_half_way(ctx, processing);
     test_killed(ctx, processing);
 
     return CHECK_DONE("test_webhooks");
