@@ -697,21 +697,36 @@ ngx_http_phantombuster_redis_write_handler(ngx_event_t *ev)
 }
 
 
+/*
+ * hiredis asks for read/write interest again after every read or write:
+ * touch the event only when its state really changes (level-triggered, see
+ * the top of this file).
+ */
+
+static void
+ngx_http_phantombuster_redis_want(ngx_http_phantombuster_redis_t *rs,
+    ngx_event_t *ev, ngx_int_t event, ngx_uint_t want)
+{
+    if (want && !ev->active) {
+        if (ngx_add_event(ev, event, NGX_LEVEL_EVENT) != NGX_OK) {
+            ngx_log_error(NGX_LOG_ALERT, rs->log, 0,
+                          "phantombuster: could not add redis %s event",
+                          event == NGX_READ_EVENT ? "read" : "write");
+        }
+
+    } else if (!want && ev->active) {
+        (void) ngx_del_event(ev, event, NGX_LEVEL_EVENT);
+    }
+}
+
+
 static void
 ngx_http_phantombuster_redis_add_read(void *privdata)
 {
     ngx_http_phantombuster_redis_t *rs = privdata;
 
-    ngx_event_t  *rev;
-
-    rev = rs->connection->read;
-
-    if (!rev->active) {
-        if (ngx_add_event(rev, NGX_READ_EVENT, NGX_LEVEL_EVENT) != NGX_OK) {
-            ngx_log_error(NGX_LOG_ALERT, rs->log, 0,
-                          "phantombuster: could not add redis read event");
-        }
-    }
+    ngx_http_phantombuster_redis_want(rs, rs->connection->read,
+                                      NGX_READ_EVENT, 1);
 }
 
 
@@ -720,13 +735,8 @@ ngx_http_phantombuster_redis_del_read(void *privdata)
 {
     ngx_http_phantombuster_redis_t *rs = privdata;
 
-    ngx_event_t  *rev;
-
-    rev = rs->connection->read;
-
-    if (rev->active) {
-        (void) ngx_del_event(rev, NGX_READ_EVENT, NGX_LEVEL_EVENT);
-    }
+    ngx_http_phantombuster_redis_want(rs, rs->connection->read,
+                                      NGX_READ_EVENT, 0);
 }
 
 
@@ -735,16 +745,8 @@ ngx_http_phantombuster_redis_add_write(void *privdata)
 {
     ngx_http_phantombuster_redis_t *rs = privdata;
 
-    ngx_event_t  *wev;
-
-    wev = rs->connection->write;
-
-    if (!wev->active) {
-        if (ngx_add_event(wev, NGX_WRITE_EVENT, NGX_LEVEL_EVENT) != NGX_OK) {
-            ngx_log_error(NGX_LOG_ALERT, rs->log, 0,
-                          "phantombuster: could not add redis write event");
-        }
-    }
+    ngx_http_phantombuster_redis_want(rs, rs->connection->write,
+                                      NGX_WRITE_EVENT, 1);
 }
 
 
@@ -753,13 +755,8 @@ ngx_http_phantombuster_redis_del_write(void *privdata)
 {
     ngx_http_phantombuster_redis_t *rs = privdata;
 
-    ngx_event_t  *wev;
-
-    wev = rs->connection->write;
-
-    if (wev->active) {
-        (void) ngx_del_event(wev, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
-    }
+    ngx_http_phantombuster_redis_want(rs, rs->connection->write,
+                                      NGX_WRITE_EVENT, 0);
 }
 
 
