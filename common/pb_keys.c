@@ -25,18 +25,43 @@ pb_key_join(char *buf, size_t cap, const char *a, const char *infix,
 
 
 /*
- * The duplicate check comes first so that a redelivery of something we
- * already hold is answered "duplicate" even when the list is full.
+ * One call pushes a whole batch, so that Redis pays a script call once
+ * for every webhook that arrived in the same nginx event loop iteration.
+ *
+ * SET NX is the duplicate check and the marker in one: a redelivery of
+ * something we already hold is answered "duplicate" even when the list is
+ * full; a webhook refused as "full" takes its marker back, so that its
+ * redelivery is pushed once there is room.  One LPUSH takes every envelope
+ * of the batch, first one first, so the tail of the list stays the oldest.
  */
-const char  pb_lua_push_webhook[] =
-    "if tonumber(ARGV[2]) > 0 and redis.call('EXISTS', KEYS[2]) == 1 then\n"
-    "  return -1\n"
+const char  pb_lua_push_webhooks[] =
+    "local dedupe = tonumber(ARGV[1])\n"
+    "local max = tonumber(ARGV[2])\n"
+    "local len = 0\n"
+    "if max > 0 then\n"
+    "  len = redis.call('LLEN', KEYS[1])\n"
     "end\n"
-    "local max = tonumber(ARGV[3])\n"
-    "if max > 0 and redis.call('LLEN', KEYS[1]) >= max then\n"
-    "  return -2\n"
+    "local out, push = {}, {}\n"
+    "for i = 1, #KEYS - 1 do\n"
+    "  if dedupe > 0 and not redis.call('SET', KEYS[i + 1], ARGV[2 * i + 2],\n"
+    "                                   'PX', dedupe, 'NX') then\n"
+    "    out[i] = -1\n"
+    "  elseif max > 0 and len + #push >= max then\n"
+    "    if dedupe > 0 then\n"
+    "      redis.call('DEL', KEYS[i + 1])\n"
+    "    end\n"
+    "    out[i] = -2\n"
+    "  else\n"
+    "    push[#push + 1] = ARGV[2 * i + 1]\n"
+    "    out[i] = #push\n"
+    "  end\n"
     "end\n"
-    "if tonumber(ARGV[2]) > 0 then\n"
-    "  redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[2])\n"
+    "if #push > 0 then\n"
+    "  local total = redis.call('LPUSH', KEYS[1], unpack(push))\n"
+    "  for i = 1, #out do\n"
+    "    if out[i] > 0 then\n"
+    "      out[i] = total - #push + out[i]\n"
+    "    end\n"
+    "  end\n"
     "end\n"
-    "return redis.call('LPUSH', KEYS[1], ARGV[1])\n";
+    "return out\n";

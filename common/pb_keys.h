@@ -29,18 +29,25 @@ size_t pb_key_join(char *buf, size_t cap, const char *a, const char *infix,
     const char *b);
 
 /*
- * The script the module runs for every accepted webhook, atomically:
+ * The script the module runs for a batch of n accepted webhooks (those of
+ * one nginx event loop iteration), atomically:
  *
- *   KEYS[1] queue list, KEYS[2] seen marker
- *   ARGV[1] envelope, ARGV[2] dedupe window in ms (0: off),
- *   ARGV[3] max queue length (0: off), ARGV[4] request id
+ *   KEYS[1] queue list, KEYS[1 + i] seen marker of webhook i (1..n)
+ *   ARGV[1] dedupe window in ms (0: off), ARGV[2] max queue length (0: off)
+ *   ARGV[1 + 2i] envelope of webhook i, ARGV[2 + 2i] its request id
  *
- * Returns the new list length (> 0) when pushed, -1 when the containerId
- * was already seen inside the window (nothing pushed), -2 when the list is
- * full (nothing pushed, nothing marked).
+ * Returns an array of n integers, one per webhook: the list length right
+ * after its envelope went in (> 0) when pushed, -1 when its containerId
+ * was already seen inside the window (nothing pushed), -2 when the list
+ * was full (nothing pushed, nothing marked).  The envelopes go in in
+ * order, so the worker, which takes from the tail, sees them in order.
+ *
+ * n is bounded by PB_PUSH_BATCH_MAX: the LPUSH takes them all at once,
+ * and Redis's Lua cannot unpack much more than 7,900 values.
  */
-extern const char  pb_lua_push_webhook[];
+extern const char  pb_lua_push_webhooks[];
 
+#define PB_PUSH_BATCH_MAX   256
 #define PB_PUSH_DUPLICATE   (-1)
 #define PB_PUSH_FULL        (-2)
 

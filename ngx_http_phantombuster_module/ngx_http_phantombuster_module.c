@@ -306,8 +306,8 @@ ngx_http_phantombuster_init_main_conf(ngx_conf_t *cf, void *conf)
     /* EVALSHA needs the digest before SCRIPT LOAD has answered */
 
     ngx_sha1_init(&sha1);
-    ngx_sha1_update(&sha1, pb_lua_push_webhook,
-                    ngx_strlen(pb_lua_push_webhook));
+    ngx_sha1_update(&sha1, pb_lua_push_webhooks,
+                    ngx_strlen(pb_lua_push_webhooks));
     ngx_sha1_final(digest, &sha1);
 
     ngx_hex_dump(pmcf->script_sha, digest, sizeof(digest));

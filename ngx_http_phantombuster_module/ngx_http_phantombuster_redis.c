@@ -20,6 +20,14 @@
  *    whatever was left, where an edge-triggered one would not be;
  *  - a request is never hiredis's privdata: an op is, and the request's
  *    cleanup detaches it (see ngx_http_phantombuster_redis.h).
+ *
+ * Pushes are batched: every webhook accepted during one event loop
+ * iteration joins the worker's batch, and a posted event, which nginx runs
+ * once that iteration's I/O handlers are done, sends the whole batch as
+ * one call of the push script.  Redis then pays one script call, one
+ * command parse and one reply per batch instead of per webhook, and no
+ * webhook waits longer than it would have alone: the batch goes out in
+ * the same iteration as its last member.
  */
 
 
@@ -37,6 +45,12 @@
 #define NGX_HTTP_PHANTOMBUSTER_BACKOFF_MAX  5000
 #define NGX_HTTP_PHANTOMBUSTER_MAX_ARGS     32
 
+/* a batch goes out early once its envelopes reach this size */
+#define NGX_HTTP_PHANTOMBUSTER_BATCH_SIZE   (1024 * 1024)
+
+/* the push script's argv: command, script, numkeys, queue, dedupe, max */
+#define NGX_HTTP_PHANTOMBUSTER_BATCH_ARGS   (6 + 3 * PB_PUSH_BATCH_MAX)
+
 
 static ngx_int_t ngx_http_phantombuster_redis_ensure(
     ngx_http_phantombuster_redis_t *rs);
@@ -50,11 +64,40 @@ static void ngx_http_phantombuster_redis_connected(
     const redisAsyncContext *ac, int status);
 static void ngx_http_phantombuster_redis_disconnected(
     const redisAsyncContext *ac, int status);
+static ngx_http_phantombuster_batch_t *ngx_http_phantombuster_redis_batch(
+    ngx_http_phantombuster_redis_t *rs, ngx_http_phantombuster_op_t *op,
+    size_t size);
+static ngx_uint_t ngx_http_phantombuster_redis_joins(
+    ngx_http_phantombuster_op_t *batch, ngx_http_phantombuster_op_t *op);
+static void ngx_http_phantombuster_redis_flush_handler(ngx_event_t *ev);
+static void ngx_http_phantombuster_redis_flush(
+    ngx_http_phantombuster_redis_t *rs);
+static void ngx_http_phantombuster_redis_flush_batch(
+    ngx_http_phantombuster_redis_t *rs, ngx_http_phantombuster_batch_t *b);
 static ngx_int_t ngx_http_phantombuster_redis_send(
     ngx_http_phantombuster_redis_t *rs, redisAsyncContext *ac,
-    ngx_http_phantombuster_op_t *op, ngx_uint_t eval);
-static void ngx_http_phantombuster_redis_reply(redisAsyncContext *ac,
+    ngx_http_phantombuster_op_t *batch);
+static ngx_uint_t ngx_http_phantombuster_redis_off(
+    ngx_http_phantombuster_op_t *op, ngx_uint_t arg);
+static ngx_int_t ngx_http_phantombuster_redis_transaction(
+    ngx_http_phantombuster_redis_t *rs, redisAsyncContext *ac,
+    ngx_http_phantombuster_op_t *batch);
+static void ngx_http_phantombuster_redis_exec_reply(redisAsyncContext *ac,
     void *reply, void *privdata);
+static ngx_int_t ngx_http_phantombuster_redis_unpush(
+    ngx_http_phantombuster_redis_t *rs, redisAsyncContext *ac,
+    ngx_http_phantombuster_op_t *batch, ngx_uint_t duplicates);
+static void ngx_http_phantombuster_redis_unpush_reply(redisAsyncContext *ac,
+    void *reply, void *privdata);
+static ngx_int_t ngx_http_phantombuster_redis_script(
+    ngx_http_phantombuster_redis_t *rs, redisAsyncContext *ac,
+    ngx_http_phantombuster_op_t *batch, ngx_uint_t eval);
+static void ngx_http_phantombuster_redis_script_reply(redisAsyncContext *ac,
+    void *reply, void *privdata);
+static redisReply *ngx_http_phantombuster_redis_array(
+    ngx_http_phantombuster_redis_t *rs, redisReply *rr);
+static void ngx_http_phantombuster_redis_answer(
+    ngx_http_phantombuster_op_t *batch);
 static ngx_int_t ngx_http_phantombuster_redis_argv(
     ngx_http_phantombuster_redis_t *rs, redisAsyncContext *ac,
     redisCallbackFn *fn, ngx_http_phantombuster_op_t *op, int argc,
@@ -100,6 +143,12 @@ ngx_http_phantombuster_redis_init_process(ngx_cycle_t *cycle,
     rs->reconnect_timer.log = cycle->log;
     rs->reconnect_timer.cancelable = 1;
 
+    rs->nbatches = 0;
+
+    rs->flush.handler = ngx_http_phantombuster_redis_flush_handler;
+    rs->flush.data = rs;
+    rs->flush.log = cycle->log;
+
     (void) ngx_http_phantombuster_redis_connect(rs);
 }
 
@@ -122,6 +171,14 @@ ngx_http_phantombuster_redis_exit_process(ngx_http_phantombuster_redis_t *rs)
         ngx_del_timer(&rs->connect_timer);
     }
 
+    if (rs->flush.posted) {
+        ngx_delete_posted_event(&rs->flush);
+    }
+
+    /* nobody waits for it any more; it still goes out if it can */
+
+    ngx_http_phantombuster_redis_flush(rs);
+
     if (rs->ac) {
         /* fails whatever is pending, runs the cleanup hook, closes the fd */
         redisAsyncFree(rs->ac);
@@ -130,24 +187,170 @@ ngx_http_phantombuster_redis_exit_process(ngx_http_phantombuster_redis_t *rs)
 
 
 /*
- * Returns NGX_OK when the push is on its way (the op now belongs to this
- * side), NGX_DECLINED when there is no usable connection (the caller keeps
- * the op and answers 503 at once).
+ * Returns NGX_OK when the push has joined the batch (the op now belongs to
+ * this side), NGX_DECLINED when there is no usable connection (the caller
+ * keeps the op and answers 503 at once).
  */
 
 ngx_int_t
 ngx_http_phantombuster_redis_push(ngx_http_phantombuster_redis_t *rs,
     ngx_http_phantombuster_op_t *op)
 {
+    size_t                           size;
+    ngx_http_phantombuster_batch_t  *b;
+
     if (ngx_http_phantombuster_redis_ensure(rs) != NGX_OK) {
         return NGX_DECLINED;
     }
 
+    size = op->args[NGX_HTTP_PHANTOMBUSTER_ARG_ENVELOPE].len;
+
+    b = ngx_http_phantombuster_redis_batch(rs, op, size);
+
     op->redis = rs;
     op->generation = rs->generation;
     op->start = ngx_current_msec;
+    op->next = NULL;
+    op->result = NGX_HTTP_PHANTOMBUSTER_UNAVAILABLE;
 
-    return ngx_http_phantombuster_redis_send(rs, rs->ac, op, 0);
+    if (b->first == NULL) {
+        b->last = &b->first;
+    }
+
+    *b->last = op;
+    b->last = &op->next;
+    b->n++;
+    b->size += size;
+
+    if (!rs->flush.posted) {
+        ngx_post_event(&rs->flush, &ngx_posted_events);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The batch the push joins.  A batch that cannot take it goes out now,
+ * without it: an op is never answered from inside its own push call,
+ * before its request has started to wait.
+ */
+
+static ngx_http_phantombuster_batch_t *
+ngx_http_phantombuster_redis_batch(ngx_http_phantombuster_redis_t *rs,
+    ngx_http_phantombuster_op_t *op, size_t size)
+{
+    ngx_uint_t                       i;
+    ngx_http_phantombuster_batch_t  *b;
+
+    for (i = 0; i < rs->nbatches; i++) {
+        b = &rs->batches[i];
+
+        if (b->first == NULL
+            || ngx_http_phantombuster_redis_joins(b->first, op))
+        {
+            if (b->n == PB_PUSH_BATCH_MAX
+                || b->size + size > NGX_HTTP_PHANTOMBUSTER_BATCH_SIZE)
+            {
+                ngx_http_phantombuster_redis_flush_batch(rs, b);
+            }
+
+            return b;
+        }
+    }
+
+    if (rs->nbatches < NGX_HTTP_PHANTOMBUSTER_BATCHES) {
+        b = &rs->batches[rs->nbatches++];
+        b->first = NULL;
+        b->n = 0;
+        b->size = 0;
+
+        return b;
+    }
+
+    /* more queues in one iteration than batches: the first one goes now */
+
+    b = &rs->batches[0];
+    ngx_http_phantombuster_redis_flush_batch(rs, b);
+
+    return b;
+}
+
+
+/* One script call serves one queue with one dedupe window and one limit. */
+
+static ngx_uint_t
+ngx_http_phantombuster_redis_joins(ngx_http_phantombuster_op_t *batch,
+    ngx_http_phantombuster_op_t *op)
+{
+    static const ngx_uint_t  shared[] = {
+        NGX_HTTP_PHANTOMBUSTER_ARG_QUEUE,
+        NGX_HTTP_PHANTOMBUSTER_ARG_DEDUPE,
+        NGX_HTTP_PHANTOMBUSTER_ARG_MAX
+    };
+
+    ngx_uint_t   i;
+    ngx_str_t   *a, *b;
+
+    for (i = 0; i < sizeof(shared) / sizeof(shared[0]); i++) {
+        a = &batch->args[shared[i]];
+        b = &op->args[shared[i]];
+
+        if (a->len != b->len || ngx_memcmp(a->data, b->data, a->len) != 0) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+static void
+ngx_http_phantombuster_redis_flush_handler(ngx_event_t *ev)
+{
+    ngx_http_phantombuster_redis_flush(ev->data);
+}
+
+
+static void
+ngx_http_phantombuster_redis_flush(ngx_http_phantombuster_redis_t *rs)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < rs->nbatches; i++) {
+        ngx_http_phantombuster_redis_flush_batch(rs, &rs->batches[i]);
+    }
+
+    rs->nbatches = 0;
+}
+
+
+/*
+ * Sends one batch and empties it.  When it cannot go (no connection, or
+ * one that is closing), its requests are told at once: they answer 503.
+ */
+
+static void
+ngx_http_phantombuster_redis_flush_batch(ngx_http_phantombuster_redis_t *rs,
+    ngx_http_phantombuster_batch_t *b)
+{
+    ngx_http_phantombuster_op_t  *first;
+
+    first = b->first;
+
+    b->first = NULL;
+    b->n = 0;
+    b->size = 0;
+
+    if (first == NULL) {
+        return;
+    }
+
+    if (ngx_http_phantombuster_redis_ensure(rs) != NGX_OK
+        || ngx_http_phantombuster_redis_send(rs, rs->ac, first) != NGX_OK)
+    {
+        ngx_http_phantombuster_redis_answer(first);
+    }
 }
 
 
@@ -337,8 +540,8 @@ ngx_http_phantombuster_redis_setup(ngx_http_phantombuster_redis_t *rs,
     len[0] = 6;
     argv[1] = "LOAD";
     len[1] = 4;
-    argv[2] = pb_lua_push_webhook;
-    len[2] = ngx_strlen(pb_lua_push_webhook);
+    argv[2] = pb_lua_push_webhooks;
+    len[2] = ngx_strlen(pb_lua_push_webhooks);
 
     (void) redisAsyncCommandArgv(ac, ngx_http_phantombuster_redis_setup_reply,
                                  "SCRIPT LOAD", 3, argv, len);
@@ -436,19 +639,306 @@ ngx_http_phantombuster_redis_disconnected(const redisAsyncContext *ac,
 }
 
 
+/*
+ * A batch goes out in one of two ways, both atomic in Redis, both sent in
+ * one write with one reply.  Without phantombuster_max_queue, a MULTI/EXEC
+ * transaction of plain commands: one SET NX PX marker per webhook, then
+ * one LPUSH of every envelope.  Redis cannot make the LPUSH depend on the
+ * SETs, so a redelivery's envelope goes in too: it is answered "duplicate"
+ * once it has been taken back out (rare, so it may cost a second round
+ * trip).  Plain commands cost Redis about half of what the same work costs
+ * inside a script, which copies and hashes every envelope into Lua.  With
+ * a limit, the push script (common/pb_keys.h), which can refuse to push.
+ *
+ * hiredis copies every argument into its output buffer before its call
+ * returns; ops are set to "unavailable" until a reply says otherwise.
+ */
+
 static ngx_int_t
 ngx_http_phantombuster_redis_send(ngx_http_phantombuster_redis_t *rs,
-    redisAsyncContext *ac, ngx_http_phantombuster_op_t *op, ngx_uint_t eval)
+    redisAsyncContext *ac, ngx_http_phantombuster_op_t *batch)
 {
-    size_t       len[3 + NGX_HTTP_PHANTOMBUSTER_NARGS];
-    ngx_uint_t   i;
-    const char  *argv[3 + NGX_HTTP_PHANTOMBUSTER_NARGS];
+    ngx_http_phantombuster_op_t  *op;
+
+    for (op = batch; op; op = op->next) {
+        op->generation = rs->generation;
+    }
+
+    if (ngx_http_phantombuster_redis_off(batch, NGX_HTTP_PHANTOMBUSTER_ARG_MAX))
+    {
+        return ngx_http_phantombuster_redis_transaction(rs, ac, batch);
+    }
+
+    return ngx_http_phantombuster_redis_script(rs, ac, batch, 0);
+}
+
+
+/* "0": no dedupe window, or no limit */
+
+static ngx_uint_t
+ngx_http_phantombuster_redis_off(ngx_http_phantombuster_op_t *op,
+    ngx_uint_t arg)
+{
+    return op->args[arg].len == 1 && op->args[arg].data[0] == '0';
+}
+
+
+/* MULTI, SET <seen> <id> PX <window> NX for each, LPUSH <queue> <all>, EXEC */
+
+static ngx_int_t
+ngx_http_phantombuster_redis_transaction(ngx_http_phantombuster_redis_t *rs,
+    redisAsyncContext *ac, ngx_http_phantombuster_op_t *batch)
+{
+    size_t                        len[2 + PB_PUSH_BATCH_MAX];
+    ngx_str_t                    *window;
+    ngx_uint_t                    n, dedupe;
+    const char                   *argv[2 + PB_PUSH_BATCH_MAX];
+    ngx_http_phantombuster_op_t  *op;
+
+    window = &batch->args[NGX_HTTP_PHANTOMBUSTER_ARG_DEDUPE];
+    dedupe = !ngx_http_phantombuster_redis_off(batch,
+                                            NGX_HTTP_PHANTOMBUSTER_ARG_DEDUPE);
+
+    argv[0] = "MULTI";
+    len[0] = 5;
+
+    if (ngx_http_phantombuster_redis_argv(rs, ac, NULL, NULL, 1, argv, len)
+        != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    argv[0] = "SET";
+    len[0] = 3;
+    argv[3] = "PX";
+    len[3] = 2;
+    argv[4] = (const char *) window->data;
+    len[4] = window->len;
+    argv[5] = "NX";
+    len[5] = 2;
+
+    for (op = batch; op && dedupe; op = op->next) {
+        argv[1] = (const char *) op->args[NGX_HTTP_PHANTOMBUSTER_ARG_SEEN].data;
+        len[1] = op->args[NGX_HTTP_PHANTOMBUSTER_ARG_SEEN].len;
+        argv[2] = (const char *) op->args[NGX_HTTP_PHANTOMBUSTER_ARG_ID].data;
+        len[2] = op->args[NGX_HTTP_PHANTOMBUSTER_ARG_ID].len;
+
+        if (ngx_http_phantombuster_redis_argv(rs, ac, NULL, NULL, 6, argv, len)
+            != NGX_OK)
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    argv[0] = "LPUSH";
+    len[0] = 5;
+    argv[1] = (const char *) batch->args[NGX_HTTP_PHANTOMBUSTER_ARG_QUEUE].data;
+    len[1] = batch->args[NGX_HTTP_PHANTOMBUSTER_ARG_QUEUE].len;
+
+    n = 2;
+
+    for (op = batch; op; op = op->next) {
+        argv[n] =
+            (const char *) op->args[NGX_HTTP_PHANTOMBUSTER_ARG_ENVELOPE].data;
+        len[n++] = op->args[NGX_HTTP_PHANTOMBUSTER_ARG_ENVELOPE].len;
+    }
+
+    if (ngx_http_phantombuster_redis_argv(rs, ac, NULL, NULL, (int) n, argv,
+                                          len)
+        != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    argv[0] = "EXEC";
+    len[0] = 4;
+
+    return ngx_http_phantombuster_redis_argv(rs, ac,
+                                     ngx_http_phantombuster_redis_exec_reply,
+                                     batch, 1, argv, len);
+}
+
+
+/*
+ * EXEC's reply: the SETs' (OK, or nil for a containerId already seen),
+ * then the LPUSH's.  Called exactly once per batch, with NULL when the
+ * connection failed or was freed first.
+ */
+
+static void
+ngx_http_phantombuster_redis_exec_reply(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    ngx_http_phantombuster_op_t *batch = privdata;
+
+    size_t                           i, n;
+    redisReply                      *rr, *e;
+    ngx_uint_t                       dedupe, duplicates;
+    ngx_http_phantombuster_op_t     *op;
+    ngx_http_phantombuster_redis_t  *rs;
+
+    rs = ac->data;
+    rr = ngx_http_phantombuster_redis_array(rs, reply);
+    duplicates = 0;
+
+    dedupe = !ngx_http_phantombuster_redis_off(batch,
+                                            NGX_HTTP_PHANTOMBUSTER_ARG_DEDUPE);
+
+    n = 0;
+
+    for (op = batch; op; op = op->next) {
+        n++;
+    }
+
+    if (rr == NULL) {
+        goto done;
+    }
+
+    e = (rr->elements == (dedupe ? n : 0) + 1) ? rr->element[rr->elements - 1]
+                                               : NULL;
+
+    if (e == NULL || e->type != REDIS_REPLY_INTEGER) {
+        if (e != NULL && e->type == REDIS_REPLY_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, rs->log, 0,
+                          "phantombuster: redis \"%V\" push failed: %*s",
+                          &rs->name, (size_t) e->len, e->str);
+
+        } else {
+            ngx_log_error(NGX_LOG_ERR, rs->log, 0,
+                          "phantombuster: redis \"%V\" returned an "
+                          "unexpected transaction reply", &rs->name);
+        }
+
+        ngx_http_phantombuster_count_redis(NGX_HTTP_PHANTOMBUSTER_REDIS_ERROR);
+        goto done;
+    }
+
+    for (op = batch, i = 0; op; op = op->next, i++) {
+        e = dedupe ? rr->element[i] : NULL;
+
+        if (e == NULL || e->type == REDIS_REPLY_STATUS) {
+            op->result = NGX_HTTP_PHANTOMBUSTER_QUEUED;
+
+        } else if (e->type == REDIS_REPLY_NIL) {
+            op->result = NGX_HTTP_PHANTOMBUSTER_DUPLICATE;
+            duplicates++;
+        }
+    }
+
+    if (duplicates
+        && ngx_http_phantombuster_redis_unpush(rs, ac, batch, duplicates)
+           == NGX_OK)
+    {
+        /* answered once the duplicates are out of the list again */
+        return;
+    }
+
+done:
+
+    ngx_http_phantombuster_redis_answer(batch);
+}
+
+
+/*
+ * Takes the duplicates' envelopes back out of the list, so that only what
+ * was answered 202 stays queued: LREM from the head, where they were just
+ * pushed, so it stops after the few envelopes pushed since.  Unique request
+ * ids make each envelope unique.  Should this fail, or the worker be
+ * faster, the worker skips them anyway.
+ */
+
+static ngx_int_t
+ngx_http_phantombuster_redis_unpush(ngx_http_phantombuster_redis_t *rs,
+    redisAsyncContext *ac, ngx_http_phantombuster_op_t *batch,
+    ngx_uint_t duplicates)
+{
+    size_t                        len[4];
+    const char                   *argv[4];
+    redisCallbackFn              *fn;
+    ngx_http_phantombuster_op_t  *op;
+
+    argv[0] = "LREM";
+    len[0] = 4;
+    argv[1] = (const char *) batch->args[NGX_HTTP_PHANTOMBUSTER_ARG_QUEUE].data;
+    len[1] = batch->args[NGX_HTTP_PHANTOMBUSTER_ARG_QUEUE].len;
+    argv[2] = "1";
+    len[2] = 1;
+
+    for (op = batch; op; op = op->next) {
+        if (op->result != NGX_HTTP_PHANTOMBUSTER_DUPLICATE) {
+            continue;
+        }
+
+        argv[3] =
+            (const char *) op->args[NGX_HTTP_PHANTOMBUSTER_ARG_ENVELOPE].data;
+        len[3] = op->args[NGX_HTTP_PHANTOMBUSTER_ARG_ENVELOPE].len;
+
+        /* the last one's reply answers the batch */
+
+        fn = (--duplicates == 0) ? ngx_http_phantombuster_redis_unpush_reply
+                                 : NULL;
+
+        if (ngx_http_phantombuster_redis_argv(rs, ac, fn, batch, 4, argv, len)
+            != NGX_OK)
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* The results stand whatever LREM said: the pushes themselves were done. */
+
+static void
+ngx_http_phantombuster_redis_unpush_reply(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    redisReply                      *rr = reply;
+    ngx_http_phantombuster_redis_t  *rs;
+
+    rs = ac->data;
+
+    if (rr != NULL && rr->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, rs->log, 0,
+                      "phantombuster: redis \"%V\" could not take a "
+                      "duplicate back: %*s", &rs->name, (size_t) rr->len,
+                      rr->str);
+    }
+
+    ngx_http_phantombuster_redis_answer(privdata);
+}
+
+
+/*
+ * The push script's call for a batch (see common/pb_keys.h): the queue and
+ * every seen marker as keys; the dedupe window, the limit, then each
+ * envelope and request id as arguments.
+ */
+
+static ngx_int_t
+ngx_http_phantombuster_redis_script(ngx_http_phantombuster_redis_t *rs,
+    redisAsyncContext *ac, ngx_http_phantombuster_op_t *batch,
+    ngx_uint_t eval)
+{
+    u_char                        numkeys[NGX_INT_T_LEN];
+    size_t                        len[NGX_HTTP_PHANTOMBUSTER_BATCH_ARGS];
+    ngx_uint_t                    n, k, a;
+    const char                   *argv[NGX_HTTP_PHANTOMBUSTER_BATCH_ARGS];
+    ngx_http_phantombuster_op_t  *op;
+
+    n = 0;
+
+    for (op = batch; op; op = op->next) {
+        n++;
+    }
 
     if (eval) {
         argv[0] = "EVAL";
         len[0] = 4;
-        argv[1] = pb_lua_push_webhook;
-        len[1] = ngx_strlen(pb_lua_push_webhook);
+        argv[1] = pb_lua_push_webhooks;
+        len[1] = ngx_strlen(pb_lua_push_webhooks);
 
     } else {
         argv[0] = "EVALSHA";
@@ -457,20 +947,36 @@ ngx_http_phantombuster_redis_send(ngx_http_phantombuster_redis_t *rs,
         len[1] = 40;
     }
 
-    /* two keys: the queue and the seen marker */
+    argv[2] = (const char *) numkeys;
+    len[2] = ngx_sprintf(numkeys, "%ui", n + 1) - numkeys;
 
-    argv[2] = "2";
-    len[2] = 1;
+    argv[3] = (const char *) batch->args[NGX_HTTP_PHANTOMBUSTER_ARG_QUEUE].data;
+    len[3] = batch->args[NGX_HTTP_PHANTOMBUSTER_ARG_QUEUE].len;
 
-    for (i = 0; i < NGX_HTTP_PHANTOMBUSTER_NARGS; i++) {
-        argv[3 + i] = (const char *) op->args[i].data;
-        len[3 + i] = op->args[i].len;
+    /* the seen markers, then the shared arguments, then each webhook's */
+
+    k = 4;
+    a = 4 + n;
+
+    argv[a] = (const char *) batch->args[NGX_HTTP_PHANTOMBUSTER_ARG_DEDUPE].data;
+    len[a++] = batch->args[NGX_HTTP_PHANTOMBUSTER_ARG_DEDUPE].len;
+    argv[a] = (const char *) batch->args[NGX_HTTP_PHANTOMBUSTER_ARG_MAX].data;
+    len[a++] = batch->args[NGX_HTTP_PHANTOMBUSTER_ARG_MAX].len;
+
+    for (op = batch; op; op = op->next) {
+        argv[k] = (const char *) op->args[NGX_HTTP_PHANTOMBUSTER_ARG_SEEN].data;
+        len[k++] = op->args[NGX_HTTP_PHANTOMBUSTER_ARG_SEEN].len;
+
+        argv[a] =
+            (const char *) op->args[NGX_HTTP_PHANTOMBUSTER_ARG_ENVELOPE].data;
+        len[a++] = op->args[NGX_HTTP_PHANTOMBUSTER_ARG_ENVELOPE].len;
+        argv[a] = (const char *) op->args[NGX_HTTP_PHANTOMBUSTER_ARG_ID].data;
+        len[a++] = op->args[NGX_HTTP_PHANTOMBUSTER_ARG_ID].len;
     }
 
     return ngx_http_phantombuster_redis_argv(rs, ac,
-                                         ngx_http_phantombuster_redis_reply, op,
-                                         3 + NGX_HTTP_PHANTOMBUSTER_NARGS,
-                                         argv, len);
+                                  ngx_http_phantombuster_redis_script_reply,
+                                  batch, (int) a, argv, len);
 }
 
 
@@ -503,63 +1009,91 @@ ngx_http_phantombuster_redis_noscript(redisReply *rr)
 }
 
 
-/*
- * hiredis calls this exactly once per push: with the reply, or with NULL
- * when the connection failed or was freed first.
- */
+/* The script's reply: one integer per webhook (common/pb_keys.h). */
 
 static void
-ngx_http_phantombuster_redis_reply(redisAsyncContext *ac, void *reply,
+ngx_http_phantombuster_redis_script_reply(redisAsyncContext *ac, void *reply,
     void *privdata)
 {
-    ngx_http_phantombuster_op_t *op = privdata;
+    ngx_http_phantombuster_op_t *batch = privdata;
 
-    redisReply                      *rr = reply;
-    ngx_uint_t                       result;
+    size_t                           i;
+    redisReply                      *rr, *e;
+    ngx_http_phantombuster_op_t     *op;
     ngx_http_phantombuster_redis_t  *rs;
 
     rs = ac->data;
-    result = NGX_HTTP_PHANTOMBUSTER_UNAVAILABLE;
+    rr = reply;
 
-    if (rr == NULL) {
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, rs->log, 0,
-                       "phantombuster: push failed, no connection");
-
-        ngx_http_phantombuster_count_redis(NGX_HTTP_PHANTOMBUSTER_REDIS_LOST);
-
-    } else if (rr->type == REDIS_REPLY_INTEGER) {
-
-        ngx_http_phantombuster_count_push(ngx_current_msec - op->start);
-
-        if (rr->integer > 0) {
-            result = NGX_HTTP_PHANTOMBUSTER_QUEUED;
-
-        } else if (rr->integer == PB_PUSH_DUPLICATE) {
-            result = NGX_HTTP_PHANTOMBUSTER_DUPLICATE;
-
-        } else if (rr->integer == PB_PUSH_FULL) {
-            result = NGX_HTTP_PHANTOMBUSTER_FULL;
-
-        } else {
-            ngx_log_error(NGX_LOG_ERR, rs->log, 0,
-                          "phantombuster: unexpected push script result %L",
-                          (int64_t) rr->integer);
-        }
-
-    } else if (!op->retried && ngx_http_phantombuster_redis_noscript(rr)) {
+    if (!batch->retried && ngx_http_phantombuster_redis_noscript(rr)) {
         /* the script cache was flushed (or Redis restarted): send it whole */
 
         ngx_log_error(NGX_LOG_NOTICE, rs->log, 0,
                       "phantombuster: redis \"%V\" lost the push script, "
                       "falling back to EVAL", &rs->name);
 
-        op->retried = 1;
+        batch->retried = 1;
 
-        if (ngx_http_phantombuster_redis_send(rs, ac, op, 1) == NGX_OK) {
+        if (ngx_http_phantombuster_redis_script(rs, ac, batch, 1) == NGX_OK) {
             return;
         }
 
-    } else if (rr->type == REDIS_REPLY_ERROR) {
+        rr = NULL;
+    }
+
+    rr = ngx_http_phantombuster_redis_array(rs, rr);
+
+    for (op = batch, i = 0; rr != NULL && op; op = op->next, i++) {
+        e = (i < rr->elements) ? rr->element[i] : NULL;
+
+        if (e == NULL || e->type != REDIS_REPLY_INTEGER) {
+            ngx_log_error(NGX_LOG_ERR, rs->log, 0,
+                          "phantombuster: the push script returned no "
+                          "result for webhook %uz of %uz", i + 1,
+                          rr->elements);
+
+        } else if (e->integer > 0) {
+            op->result = NGX_HTTP_PHANTOMBUSTER_QUEUED;
+
+        } else if (e->integer == PB_PUSH_DUPLICATE) {
+            op->result = NGX_HTTP_PHANTOMBUSTER_DUPLICATE;
+
+        } else if (e->integer == PB_PUSH_FULL) {
+            op->result = NGX_HTTP_PHANTOMBUSTER_FULL;
+
+        } else {
+            ngx_log_error(NGX_LOG_ERR, rs->log, 0,
+                          "phantombuster: unexpected push script result %L",
+                          (int64_t) e->integer);
+        }
+    }
+
+    ngx_http_phantombuster_redis_answer(batch);
+}
+
+
+/*
+ * The batch's reply if it is an array; NULL (logged and counted) if there
+ * was no reply (no connection), an error, or anything else.
+ */
+
+static redisReply *
+ngx_http_phantombuster_redis_array(ngx_http_phantombuster_redis_t *rs,
+    redisReply *rr)
+{
+    if (rr == NULL) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, rs->log, 0,
+                       "phantombuster: push failed, no connection");
+
+        ngx_http_phantombuster_count_redis(NGX_HTTP_PHANTOMBUSTER_REDIS_LOST);
+        return NULL;
+    }
+
+    if (rr->type == REDIS_REPLY_ARRAY) {
+        return rr;
+    }
+
+    if (rr->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, rs->log, 0,
                       "phantombuster: redis \"%V\" push failed: %*s",
                       &rs->name, (size_t) rr->len, rr->str);
@@ -572,16 +1106,35 @@ ngx_http_phantombuster_redis_reply(redisAsyncContext *ac, void *reply,
                       rr->type);
     }
 
-    if (op->request) {
-        op->handler(op, result);
+    return NULL;
+}
 
-    } else {
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rs->log, 0,
-                       "phantombuster: reply %ui for a request that is gone",
-                       result);
+
+/* Tells each request of the batch what became of its push; frees the ops. */
+
+static void
+ngx_http_phantombuster_redis_answer(ngx_http_phantombuster_op_t *batch)
+{
+    ngx_http_phantombuster_op_t  *op, *next;
+
+    for (op = batch; op; op = next) {
+        next = op->next;
+
+        if (op->result != NGX_HTTP_PHANTOMBUSTER_UNAVAILABLE) {
+            ngx_http_phantombuster_count_push(ngx_current_msec - op->start);
+        }
+
+        if (op->request) {
+            op->handler(op, op->result);
+
+        } else {
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, op->redis->log, 0,
+                           "phantombuster: reply %ui for a request that is "
+                           "gone", op->result);
+        }
+
+        ngx_free(op);
     }
-
-    ngx_free(op);
 }
 
 

@@ -45,9 +45,11 @@ typedef void (*ngx_http_phantombuster_reply_pt)(
 /*
  * One push in flight.  It is allocated with ngx_alloc() by the request and
  * owned by the Redis side once ngx_http_phantombuster_redis_push() has
- * returned NGX_OK: hiredis calls the reply callback exactly once, and that
- * callback frees it.  A request that goes away first only clears "request",
- * so a late reply finds nobody to tell and just frees the op.
+ * returned NGX_OK: it waits in the worker's batch until the end of the
+ * event loop iteration, then goes out with the batch, and the batch's
+ * reply callback (exactly once, never from inside the push call) tells
+ * the handler and frees it.  A request that goes away first only clears
+ * "request", so a late reply finds nobody to tell and just frees the op.
  */
 struct ngx_http_phantombuster_op_s {
     ngx_http_request_t                *request;
@@ -56,6 +58,8 @@ struct ngx_http_phantombuster_op_s {
     ngx_uint_t                         generation;
     ngx_str_t                          args[NGX_HTTP_PHANTOMBUSTER_NARGS];
     ngx_msec_t                         start;
+    ngx_http_phantombuster_op_t       *next;       /* in the same batch */
+    ngx_uint_t                         result;     /* once Redis replied */
 
     /*
      * Any other command (ngx_http_phantombuster_redis_command()): reply
@@ -71,6 +75,19 @@ struct ngx_http_phantombuster_op_s {
 
     unsigned                           retried:1;
 };
+
+
+/* pushes to one queue waiting for the end of the event loop iteration */
+typedef struct {
+    ngx_http_phantombuster_op_t       *first;
+    ngx_http_phantombuster_op_t      **last;
+    ngx_uint_t                         n;
+    size_t                             size;       /* of the envelopes */
+} ngx_http_phantombuster_batch_t;
+
+
+/* queues that can gather pushes at once; one more sends the oldest early */
+#define NGX_HTTP_PHANTOMBUSTER_BATCHES  4
 
 
 /*
@@ -98,6 +115,16 @@ struct ngx_http_phantombuster_redis_s {
     ngx_event_t                        reconnect_timer;
     ngx_msec_t                         backoff;
     ngx_uint_t                         generation;
+
+    /*
+     * The pushes of this event loop iteration, one batch per queue (and
+     * dedupe window and limit), each in arrival order: a batch goes out
+     * as one script call from a posted event (see redis.c).
+     */
+    ngx_http_phantombuster_batch_t     batches[NGX_HTTP_PHANTOMBUSTER_BATCHES];
+    ngx_uint_t                         nbatches;
+    ngx_event_t                        flush;
+
     unsigned                           ready:1;
     unsigned                           exiting:1;
 };

@@ -424,6 +424,7 @@ t::PB::expect(len => 2, check => sub {
         phantombuster_redis 127.0.0.1:$TEST_NGINX_SPARE_REDIS_PORT;
         phantombuster_secret s3cret;
         phantombuster_queue pbtest:webhooks;
+        phantombuster_max_queue 100;
     }
 --- init
 my $port = $t::PB::SpareRedisPort;
@@ -596,3 +597,137 @@ X-PB-Result: missing secret
 !X-PB-Container
 --- response_body chomp
 {"error":"missing secret"}
+
+
+
+=== TEST 27: the webhooks of one event loop iteration go out as one transaction
+--- init
+t::PB::redis('CONFIG', 'RESETSTAT');
+my @res = t::PB::concurrent('/hook?secret=s3cret',
+    [map { t::PB::payload(containerId => 3000 + $_) } 1 .. 30],
+    one_iteration => 1);
+$t::PB::Stash{codes} = join ',', map { $_->[0] } @res;
+$t::PB::Stash{calls} = t::PB::push_calls();
+t::PB::expect(len => 31, check => sub {
+    Test::More::is($t::PB::Stash{codes}, join(',', ('202') x 30),
+                   'all 30 answered 202');
+    Test::More::is($t::PB::Stash{calls}, 1, 'thirty pushes, one transaction');
+    my %stored = map { $_->{payload}{containerId} => 1 }
+                 t::PB::envelopes('pbtest:webhooks');
+    Test::More::is(scalar(grep { $stored{3000 + $_} } 1 .. 30), 30,
+                   'every one of them is stored');
+});
+--- request eval
+"POST /hook?secret=s3cret\n" . t::PB::payload(containerId => 3100)
+--- error_code: 202
+
+
+
+=== TEST 28: one batch: duplicates inside it, and the list filling up in it
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+        phantombuster_secret s3cret;
+        phantombuster_queue pbtest:webhooks;
+        phantombuster_max_queue 5;
+    }
+--- init
+t::PB::redis('LPUSH', 'pbtest:webhooks', '{"id":"older1"}', '{"id":"older2"}');
+t::PB::redis('CONFIG', 'RESETSTAT');
+my @res = t::PB::concurrent('/hook?secret=s3cret',
+    [map { t::PB::payload(containerId => $_) } 41, 42, 41, 43, 44, 45, 42],
+    one_iteration => 1);
+$t::PB::Stash{res} = \@res;
+$t::PB::Stash{calls} = t::PB::push_calls();
+t::PB::expect(len => 5, check => sub {
+    my %by = (queued => 0, duplicate => 0, full => 0);
+    for (@{ $t::PB::Stash{res} }) {
+        $by{queued}++ if $_->[0] == 202;
+        $by{duplicate}++ if $_->[0] == 200 && $_->[1] =~ /duplicate/;
+        $by{full}++ if $_->[0] == 503 && $_->[1] =~ /queue full/;
+    }
+    Test::More::is_deeply(\%by, {queued => 3, duplicate => 2, full => 2},
+                          'three fit, two repeat an earlier one, two find '
+                          . 'the list full');
+    Test::More::is($t::PB::Stash{calls}, 1, 'one script call');
+    my %marked = map { $_ => t::PB::redis('EXISTS', "pbtest:webhooks:seen:$_") }
+                 41 .. 45;
+    my @kept = grep { $marked{$_} eq '(integer) 1' } 41 .. 45;
+    Test::More::is(scalar @kept, 3, 'only the pushed ones are marked');
+    my %stored = map { ref $_->{payload} ? ($_->{payload}{containerId} => 1) : () }
+                 t::PB::envelopes('pbtest:webhooks');
+    Test::More::is(join(',', sort keys %stored), join(',', sort @kept),
+                   'the marked ones are the stored ones');
+});
+--- request eval
+"POST /hook?secret=s3cret\n" . t::PB::payload(containerId => 46)
+--- error_code: 503
+--- response_body chomp
+{"error":"queue full"}
+
+
+
+=== TEST 29: one iteration, two queues: one transaction each, nothing mixed
+--- config
+    location = /a {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+        phantombuster_secret s3cret;
+        phantombuster_queue pbtest:a;
+    }
+    location = /b {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+        phantombuster_secret s3cret;
+        phantombuster_queue pbtest:b;
+    }
+--- init
+t::PB::redis('DEL', 'pbtest:a', 'pbtest:b');
+t::PB::redis('CONFIG', 'RESETSTAT');
+my @res = t::PB::concurrent(['/a?secret=s3cret', '/b?secret=s3cret'],
+    [map { t::PB::payload(containerId => 500 + $_) } 1 .. 10],
+    one_iteration => 1);
+$t::PB::Stash{codes} = join ',', map { $_->[0] } @res;
+$t::PB::Stash{calls} = t::PB::push_calls();
+t::PB::expect(len => 6, queue => 'pbtest:b', check => sub {
+    Test::More::is($t::PB::Stash{codes}, join(',', ('202') x 10),
+                   'all 10 answered 202');
+    Test::More::cmp_ok($t::PB::Stash{calls}, '<=', 2,
+                       "two queues, $t::PB::Stash{calls} transactions");
+    my @a = map { $_->{payload}{containerId} } t::PB::envelopes('pbtest:a');
+    my @b = map { $_->{payload}{containerId} } t::PB::envelopes('pbtest:b');
+    Test::More::is(join(',', sort @a), '501,503,505,507,509', 'odd ones in a');
+    Test::More::is(join(',', sort @b), '502,504,506,508,510,600',
+                   'even ones and the last request in b');
+});
+--- request eval
+"POST /b?secret=s3cret\n" . t::PB::payload(containerId => 600)
+--- error_code: 202
+
+
+
+=== TEST 30: duplicates inside one transaction are taken back out of the list
+--- init
+t::PB::redis('CONFIG', 'RESETSTAT');
+my @res = t::PB::concurrent('/hook?secret=s3cret',
+    [map { t::PB::payload(containerId => $_) } 71, 72, 71, 73, 72, 71],
+    one_iteration => 1);
+$t::PB::Stash{res} = \@res;
+$t::PB::Stash{calls} = t::PB::push_calls();
+t::PB::expect(len => 4, check => sub {
+    my @res = @{ $t::PB::Stash{res} };
+    Test::More::is(join(',', map { $_->[0] } @res), '202,202,200,202,200,200',
+                   'the first of each containerId is queued, the rest are '
+                   . 'duplicates');
+    Test::More::is($t::PB::Stash{calls}, 1, 'one transaction');
+    my @queued = map { $_->[1] =~ /"id":"(\w+)"/ ? $1 : () } @res;
+    my @stored = map { $_->{id} } t::PB::envelopes('pbtest:webhooks');
+    Test::More::is(join(',', sort @stored[0 .. 2]), join(',', sort @queued),
+                   'the list holds exactly the envelopes answered 202');
+    Test::More::is(t::PB::redis('INFO', 'commandstats') =~ /cmdstat_lrem:calls=3\b/
+                   ? 1 : 0, 1, 'three LREMs took the duplicates back');
+});
+--- request eval
+"POST /hook?secret=s3cret\n" . t::PB::payload(containerId => 74)
+--- error_code: 202

@@ -109,6 +109,17 @@ sub redis {
 }
 
 
+# how many pushes Redis took (EXEC, EVALSHA, EVAL) since CONFIG RESETSTAT
+sub push_calls {
+    my $info = redis('INFO', 'commandstats');
+    my $n = 0;
+
+    $n += $1 while $info =~ /cmdstat_(?:exec|eval|evalsha):calls=(\d+)/g;
+
+    return $n;
+}
+
+
 # raw values of a list, head first (as LRANGE returns them)
 sub redis_list {
     my ($key, $db, $port) = @_;
@@ -254,10 +265,11 @@ sub fd_count {
 
 
 # A fake Redis on 127.0.0.1:$port, for one connection: it waits until the
-# first EVALSHA has arrived, then answers everything in a single write: a
-# $big-byte bulk string (for SCRIPT LOAD) and ":1" (for the push), and
-# keeps the connection open.  hiredis reads 16 KiB per call, so the ":1"
-# is only seen if the adapter is told again that the socket is readable.
+# first EXEC has arrived, then answers everything in a single write: a
+# $big-byte bulk string (for SCRIPT LOAD) and the replies to a push's
+# MULTI, SET, LPUSH and EXEC, and keeps the connection open.  hiredis reads
+# 16 KiB per call, so the EXEC's reply is only seen if the adapter is told
+# again that the socket is readable.
 sub fake_redis_burst {
     my ($port, $big) = @_;
 
@@ -279,12 +291,13 @@ sub fake_redis_burst {
     my $c = $l->accept or POSIX::_exit(1);
     my $buf = '';
 
-    while ($buf !~ /EVALSHA/) {
+    while ($buf !~ /EXEC/) {
         my $n = sysread($c, $buf, 65536, length $buf);
         POSIX::_exit(1) unless $n;
     }
 
-    my $out = '$' . $big . "\r\n" . ('x' x $big) . "\r\n:1\r\n";
+    my $out = '$' . $big . "\r\n" . ('x' x $big) . "\r\n"
+              . "+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n:1\r\n";
 
     while (length $out) {
         my $n = syswrite($c, $out);
@@ -304,6 +317,10 @@ sub server_port {
 
 # Sends every request before reading any answer, so that nginx handles
 # them concurrently (their pushes share the worker's Redis connection).
+# $path is one path, or an array of paths taken in turn.  With
+# one_iteration => 1 the connections are opened first and every request is
+# written while nginx (a single process under Test::Nginx) is stopped, so
+# that one event loop iteration reads them all.
 # Returns [status, body, headers] per request, in the order given.
 sub concurrent {
     my ($path, $bodies, %opt) = @_;
@@ -311,20 +328,42 @@ sub concurrent {
     require IO::Socket::INET;
 
     my $port = $opt{port} || server_port();
-    my @socks;
+    my $paths = ref $path ? $path : [$path];
+    my (@socks, $pid);
+    my $fds = $opt{one_iteration} ? fd_count() : 0;
 
-    for my $body (@$bodies) {
+    for (@$bodies) {
         my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
                                       PeerPort => $port, Proto => 'tcp')
             or die "cannot connect to 127.0.0.1:$port: $!";
 
         $s->autoflush(1);
-        print $s "POST $path HTTP/1.1\r\nHost: localhost\r\n"
+        push @socks, $s;
+    }
+
+    if ($opt{one_iteration}) {
+        # nginx accepts one connection per iteration: wait until it holds
+        # them all, or a late one would be read in an iteration of its own
+        my $deadline = Time::HiRes::time() + 10;
+
+        Time::HiRes::sleep(0.02)
+            while fd_count() < $fds + @socks
+                  && Time::HiRes::time() < $deadline;
+
+        $pid = nginx_pid() or die "no nginx pid";
+        kill 'STOP', $pid;
+    }
+
+    for my $i (0 .. $#$bodies) {
+        my ($s, $body) = ($socks[$i], $bodies->[$i]);
+
+        print $s "POST $paths->[$i % @$paths] HTTP/1.1\r\nHost: localhost\r\n"
                  . "Connection: close\r\n"
                  . "Content-Type: application/json\r\n"
                  . "Content-Length: " . length($body) . "\r\n\r\n$body";
-        push @socks, $s;
     }
+
+    kill 'CONT', $pid if $pid;
 
     my @res;
 

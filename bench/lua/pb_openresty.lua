@@ -19,19 +19,39 @@ local type = type
 local _M = {}
 local cfg
 
--- common/pb_keys.c, pb_lua_push_webhook, verbatim.
+-- common/pb_keys.c, pb_lua_push_webhooks, verbatim (called with a batch of
+-- one: each request here pays its own round trip).
 local PUSH_SCRIPT = [[
-if tonumber(ARGV[2]) > 0 and redis.call('EXISTS', KEYS[2]) == 1 then
-  return -1
+local dedupe = tonumber(ARGV[1])
+local max = tonumber(ARGV[2])
+local len = 0
+if max > 0 then
+  len = redis.call('LLEN', KEYS[1])
 end
-local max = tonumber(ARGV[3])
-if max > 0 and redis.call('LLEN', KEYS[1]) >= max then
-  return -2
+local out, push = {}, {}
+for i = 1, #KEYS - 1 do
+  if dedupe > 0 and not redis.call('SET', KEYS[i + 1], ARGV[2 * i + 2],
+                                   'PX', dedupe, 'NX') then
+    out[i] = -1
+  elseif max > 0 and len + #push >= max then
+    if dedupe > 0 then
+      redis.call('DEL', KEYS[i + 1])
+    end
+    out[i] = -2
+  else
+    push[#push + 1] = ARGV[2 * i + 1]
+    out[i] = #push
+  end
 end
-if tonumber(ARGV[2]) > 0 then
-  redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[2])
+if #push > 0 then
+  local total = redis.call('LPUSH', KEYS[1], unpack(push))
+  for i = 1, #out do
+    if out[i] > 0 then
+      out[i] = total - #push + out[i]
+    end
+  end
 end
-return redis.call('LPUSH', KEYS[1], ARGV[1])
+return out
 ]]
 local push_sha
 
@@ -126,9 +146,9 @@ function _M.handle()
 
     local seen = cfg.seen_prefix .. container_id
     local res
-    res, err = red:evalsha(push_sha, 2, cfg.queue, seen, envelope, cfg.dedupe, "0", id)
+    res, err = red:evalsha(push_sha, 2, cfg.queue, seen, cfg.dedupe, "0", envelope, id)
     if not res and err and find(err, "NOSCRIPT", 1, true) then
-        res, err = red:eval(PUSH_SCRIPT, 2, cfg.queue, seen, envelope, cfg.dedupe, "0", id)
+        res, err = red:eval(PUSH_SCRIPT, 2, cfg.queue, seen, cfg.dedupe, "0", envelope, id)
     end
     if not res then
         ngx.log(ngx.ERR, "redis push: ", err)
@@ -137,7 +157,7 @@ function _M.handle()
     end
     red:set_keepalive(60000, cfg.pool_size)
 
-    if res == -1 then
+    if res[1] == -1 then
         return reply(200, '{"status":"duplicate"}')
     end
     return reply(202, '{"status":"queued","id":"' .. id .. '"}')

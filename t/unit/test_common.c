@@ -403,7 +403,7 @@ test_keys(void)
     CHECK(strcmp(buf, "phantombuster:webhooks:seen:123") == 0, "seen key");
     CHECK(pb_key_join(buf, 8, "abcd", ":x:", "ef") == 0,
           "join refuses a buffer too small");
-    CHECK(strstr(pb_lua_push_webhook, "LPUSH") != NULL, "script pushes");
+    CHECK(strstr(pb_lua_push_webhooks, "LPUSH") != NULL, "script pushes");
 }
 
 
