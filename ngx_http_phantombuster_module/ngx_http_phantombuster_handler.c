@@ -368,7 +368,6 @@ ngx_http_phantombuster_process(ngx_http_request_t *r,
     pb_payload_t                         payload;
     ngx_http_cleanup_t                  *hcln;
     ngx_str_t                           *args;
-    ngx_http_variable_value_t           *vv;
     ngx_http_phantombuster_op_t         *op;
     ngx_http_phantombuster_loc_conf_t   *plcf;
     ngx_http_phantombuster_main_conf_t  *pmcf;
@@ -380,15 +379,12 @@ ngx_http_phantombuster_process(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    vv = ngx_http_get_indexed_variable(r, pmcf->request_id_index);
-    if (vv == NULL || vv->not_found || vv->len == 0) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "phantombuster: $request_id is not available");
+    if (ngx_http_phantombuster_request_id(r, pmcf->request_id_index,
+                                          &ctx->request_id)
+        != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    ctx->request_id.data = vv->data;
-    ctx->request_id.len = vv->len;
 
     /*
      * One allocation holds everything the push needs for as long as it is
@@ -398,14 +394,14 @@ ngx_http_phantombuster_process(ngx_http_request_t *r,
      */
 
     seen_cap = plcf->queue.len + sizeof(PB_SEEN_INFIX) + PB_ID_MAX_LEN + 1;
-    head_len = PB_ENVELOPE_HEAD_MAX(vv->len, plcf->queue.len);
+    head_len = PB_ENVELOPE_HEAD_MAX(ctx->request_id.len, plcf->queue.len);
 
     size = sizeof(ngx_http_phantombuster_op_t)
            + plcf->queue.len + 1
            + seen_cap
            + head_len + len + PB_ENVELOPE_TAIL_LEN
            + 2 * NGX_INT64_LEN
-           + vv->len;
+           + ctx->request_id.len;
 
     op = ngx_alloc(size, r->connection->log);
     if (op == NULL) {
@@ -428,7 +424,8 @@ ngx_http_phantombuster_process(ngx_http_request_t *r,
 
     envelope = p;
     head_len = pb_envelope_head((char *) envelope, head_len,
-                                (char *) vv->data, vv->len, now,
+                                (char *) ctx->request_id.data,
+                                ctx->request_id.len, now,
                                 (char *) queue, plcf->queue.len);
     if (head_len == 0) {
         ngx_free(op);
@@ -500,8 +497,8 @@ ngx_http_phantombuster_process(ngx_http_request_t *r,
     p = last;
 
     args[NGX_HTTP_PHANTOMBUSTER_ARG_ID].data = p;
-    ngx_memcpy(p, vv->data, vv->len);
-    args[NGX_HTTP_PHANTOMBUSTER_ARG_ID].len = vv->len;
+    ngx_memcpy(p, ctx->request_id.data, ctx->request_id.len);
+    args[NGX_HTTP_PHANTOMBUSTER_ARG_ID].len = ctx->request_id.len;
 
     op->request = r;
     op->handler = ngx_http_phantombuster_push_done;

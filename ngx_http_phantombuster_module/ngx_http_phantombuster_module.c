@@ -918,6 +918,8 @@ ngx_http_phantombuster_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    ngx_http_phantombuster_id_init(cycle);
+
     /* with an http{} block, every module has its main conf */
 
     pmcf = ngx_http_cycle_get_module_main_conf(cycle,

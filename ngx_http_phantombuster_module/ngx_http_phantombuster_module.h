@@ -65,6 +65,9 @@ ngx_int_t ngx_http_phantombuster_body_length(ngx_http_request_t *r,
     size_t *len);
 ngx_int_t ngx_http_phantombuster_body_copy(ngx_http_request_t *r,
     u_char *dst, size_t len);
+void ngx_http_phantombuster_id_init(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_phantombuster_request_id(ngx_http_request_t *r,
+    ngx_int_t index, ngx_str_t *id);
 char *ngx_http_phantombuster_read_secret_file(ngx_conf_t *cf,
     const ngx_str_t *name, ngx_str_t *out);
 

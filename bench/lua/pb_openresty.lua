@@ -4,9 +4,12 @@
 -- time, the body validated like common/pb_payload.c (containerId and
 -- agentId: a non-negative integer or a non-empty [A-Za-z0-9_.:-] string of
 -- at most 64 bytes; exitCode an integer; exitMessage a string), the
--- envelope of common/pb_envelope.c with the body embedded verbatim, and
--- common/pb_keys.c's push script (dedupe marker + LPUSH) run with EVALSHA
--- over lua-resty-redis's keepalive pool.  202 once Redis confirmed.
+-- envelope of common/pb_envelope.c with the body embedded verbatim, and the
+-- module's Redis commands (MULTI, SET <seen> <id> PX <window> NX, LPUSH,
+-- EXEC; a duplicate's envelope taken back with LREM), pipelined over
+-- lua-resty-redis's keepalive pool, one request at a time: the module sends
+-- the same commands for a whole batch of requests.  202 once Redis
+-- confirmed.
 
 local cjson = require "cjson.safe"
 local redis = require "resty.redis"
@@ -19,46 +22,9 @@ local type = type
 local _M = {}
 local cfg
 
--- common/pb_keys.c, pb_lua_push_webhooks, verbatim (called with a batch of
--- one: each request here pays its own round trip).
-local PUSH_SCRIPT = [[
-local dedupe = tonumber(ARGV[1])
-local max = tonumber(ARGV[2])
-local len = 0
-if max > 0 then
-  len = redis.call('LLEN', KEYS[1])
-end
-local out, push = {}, {}
-for i = 1, #KEYS - 1 do
-  if dedupe > 0 and not redis.call('SET', KEYS[i + 1], ARGV[2 * i + 2],
-                                   'PX', dedupe, 'NX') then
-    out[i] = -1
-  elseif max > 0 and len + #push >= max then
-    if dedupe > 0 then
-      redis.call('DEL', KEYS[i + 1])
-    end
-    out[i] = -2
-  else
-    push[#push + 1] = ARGV[2 * i + 1]
-    out[i] = #push
-  end
-end
-if #push > 0 then
-  local total = redis.call('LPUSH', KEYS[1], unpack(push))
-  for i = 1, #out do
-    if out[i] > 0 then
-      out[i] = total - #push + out[i]
-    end
-  end
-end
-return out
-]]
-local push_sha
 
 function _M.configure(c)
     cfg = c
-    local s = ngx.sha1_bin(PUSH_SCRIPT)
-    push_sha = (s:gsub(".", function(ch) return format("%02x", byte(ch)) end))
     cfg.dedupe = tostring(c.dedupe_ms or 0)
     cfg.seen_prefix = c.queue .. ":seen:"
     cfg.env_queue = cjson.encode(c.queue)
@@ -146,20 +112,33 @@ function _M.handle()
 
     local seen = cfg.seen_prefix .. container_id
     local res
-    res, err = red:evalsha(push_sha, 2, cfg.queue, seen, cfg.dedupe, "0", envelope, id)
-    if not res and err and find(err, "NOSCRIPT", 1, true) then
-        res, err = red:eval(PUSH_SCRIPT, 2, cfg.queue, seen, cfg.dedupe, "0", envelope, id)
+    red:init_pipeline()
+    red:multi()
+    if cfg.dedupe ~= "0" then
+        red:set(seen, id, "PX", cfg.dedupe, "NX")
     end
-    if not res then
-        ngx.log(ngx.ERR, "redis push: ", err)
+    red:lpush(cfg.queue, envelope)
+    red:exec()
+    res, err = red:commit_pipeline()
+    local done = res and res[#res]
+    if type(done) ~= "table" or type(done[#done]) ~= "number" then
+        ngx.log(ngx.ERR, "redis push: ", err or (type(done) == "table" and done[#done][2]) or "no reply")
         red:close()
         return reply(503, '{"error":"queue unavailable"}')
     end
-    red:set_keepalive(60000, cfg.pool_size)
 
-    if res[1] == -1 then
+    if cfg.dedupe ~= "0" and done[1] == ngx.null then
+        res, err = red:lrem(cfg.queue, 1, envelope)
+        if not res then
+            ngx.log(ngx.ERR, "redis lrem: ", err)
+            red:close()
+            return reply(200, '{"status":"duplicate"}')
+        end
+        red:set_keepalive(60000, cfg.pool_size)
         return reply(200, '{"status":"duplicate"}')
     end
+    red:set_keepalive(60000, cfg.pool_size)
+
     return reply(202, '{"status":"queued","id":"' .. id .. '"}')
 end
 
