@@ -350,6 +350,46 @@ pb_hex4(const unsigned char *p)
 }
 
 
+/*
+ * Skips the bytes from i that need no second look inside a string: ASCII,
+ * not a control character, not '"' and not '\\'.  Eight at a time while
+ * none of the eight is one of those (the usual has-zero-byte and
+ * has-byte-less-than tricks on a 64-bit word: exact as "any of them"),
+ * then one at a time up to the first that is.
+ */
+static size_t
+pb_scan_plain(const unsigned char *d, size_t i, size_t end)
+{
+    uint64_t         w, lt, q, b;
+    const uint64_t   ones = 0x0101010101010101ULL;
+    const uint64_t   high = 0x8080808080808080ULL;
+
+    while (end - i >= 8) {
+        memcpy(&w, d + i, 8);
+
+        lt = (w - ones * 0x20) & ~w;
+        q = w ^ (ones * '"');
+        q = (q - ones) & ~q;
+        b = w ^ (ones * '\\');
+        b = (b - ones) & ~b;
+
+        if ((lt | q | b | w) & high) {
+            break;
+        }
+
+        i += 8;
+    }
+
+    while (i < end && d[i] >= 0x20 && d[i] < 0x80 && d[i] != '"'
+           && d[i] != '\\')
+    {
+        i++;
+    }
+
+    return i;
+}
+
+
 /* A string whose opening quote is behind s->pos; leaves s->pos past it. */
 static int
 pb_scan_string(pb_scan_t *s)
@@ -360,11 +400,7 @@ pb_scan_string(pb_scan_t *s)
     const unsigned char  *d = s->data;
 
     for ( ;; ) {
-        while (i < end && d[i] >= 0x20 && d[i] < 0x80 && d[i] != '"'
-               && d[i] != '\\')
-        {
-            i++;
-        }
+        i = pb_scan_plain(d, i, end);
 
         if (i == end) {
             return pb_scan_fail(s, "truncated json");
@@ -536,17 +572,28 @@ static size_t
 pb_str_copy(const unsigned char *d, size_t at, char *buf, size_t cap,
     uint32_t *hash)
 {
-    int              c;
-    size_t           n = 0;
-    uint32_t         h = 2166136261u;
-    pb_str_reader_t  r = { d, at, 0, 0, { 0 } };
+    size_t         n = 0, pos = at, k, j;
+    uint32_t       h = 2166136261u;
+    unsigned char  out[4];
 
-    while ((c = pb_str_byte(&r)) >= 0) {
-        if (n < cap) {
-            buf[n] = (char) c;
+    /* most bytes are themselves: only an escape needs pb_json_char() */
+
+    while (d[pos] != '"') {
+        if (d[pos] != '\\') {
+            out[0] = d[pos++];
+            k = 1;
+
+        } else {
+            k = pb_json_char(d, &pos, out);
         }
-        n++;
-        h = (h ^ (uint32_t) c) * 16777619u;
+
+        for (j = 0; j < k; j++) {
+            if (n < cap) {
+                buf[n] = (char) out[j];
+            }
+            n++;
+            h = (h ^ (uint32_t) out[j]) * 16777619u;
+        }
     }
 
     buf[n < cap ? n : cap] = '\0';
