@@ -207,21 +207,29 @@ def webhook_section(w, out, targets):
                 rfmt(ratio(w.agg("openresty", conns, "rps"), w.agg("plain", conns, "rps")))))
         out.append("")
         c = 64 if 64 in w.conns else max(w.conns)
-        a_rps = w.agg("module", c, "rps")
-        checks = [
-            ("req/s a/b >= %.1fx" % T_RPS_PLAIN, ratio(a_rps, w.agg("plain", c, "rps")), T_RPS_PLAIN, True),
-            ("req/s a/c >= %.1fx" % T_RPS_OR, ratio(a_rps, w.agg("openresty", c, "rps")), T_RPS_OR, True),
-            ("CPU/req a/b <= %.1fx" % T_CPU_PLAIN,
-             ratio(w.agg("module", c, "cpu_us_req"), w.agg("plain", c, "cpu_us_req")), T_CPU_PLAIN, False),
-            ("p99 a/b <= %.1fx" % T_P99_PLAIN,
-             ratio(w.agg("module", c, "p99_us"), w.agg("plain", c, "p99_us")), T_P99_PLAIN, False),
-        ]
-        for name, r, t, higher in checks:
-            if r is None:
-                targets.append(("webhook c%d %s" % (c, name), "n/a", "not measured"))
+        # (a) as shipped, dedupe on; (a') dedupe off, the peer table's
+        # contract (validate, LPUSH, 202)
+        for who, a in (("module", "a"), ("nodedupe", "a'")):
+            if not w.has(who):
                 continue
-            ok = r >= t if higher else r <= t
-            targets.append(("webhook c%d %s" % (c, name), rfmt(r), verdict(ok)))
+            a_rps = w.agg(who, c, "rps")
+            checks = [
+                ("req/s %s/b >= %.1fx" % (a, T_RPS_PLAIN), ratio(a_rps, w.agg("plain", c, "rps")),
+                 T_RPS_PLAIN, True),
+                ("req/s %s/c >= %.1fx" % (a, T_RPS_OR), ratio(a_rps, w.agg("openresty", c, "rps")),
+                 T_RPS_OR, True),
+                ("CPU/req %s/b <= %.1fx" % (a, T_CPU_PLAIN),
+                 ratio(w.agg(who, c, "cpu_us_req"), w.agg("plain", c, "cpu_us_req")),
+                 T_CPU_PLAIN, False),
+                ("p99 %s/b <= %.1fx" % (a, T_P99_PLAIN),
+                 ratio(w.agg(who, c, "p99_us"), w.agg("plain", c, "p99_us")), T_P99_PLAIN, False),
+            ]
+            for name, r, t, higher in checks:
+                if r is None:
+                    targets.append(("webhook c%d %s" % (c, name), "n/a", "not measured"))
+                    continue
+                ok = r >= t if higher else r <= t
+                targets.append(("webhook c%d %s" % (c, name), rfmt(r), verdict(ok)))
         lost = sum(r["lost"] for r in w.runs if r["contender"] == "module")
         allok = all(r["push_ok"] for r in w.runs if r["contender"] == "module")
         targets.append(("webhook: zero lost pushes", "%d lost" % lost, verdict(allok and lost == 0)))
