@@ -184,6 +184,190 @@ pb_audit_is_object(const char *json)
     return *json == '{';
 }
 
+/* JSON whitespace (RFC 8259): space, tab, line feed, carriage return. */
+static const char *
+pb_audit_json_ws(const char *p)
+{
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') {
+        p++;
+    }
+
+    return p;
+}
+
+/* A JSON string at p (its opening quote); the text after it, or NULL. */
+static const char *
+pb_audit_json_string(const char *p)
+{
+    int  i;
+
+    for (p++; ; p++) {
+        /* the ordinary bytes, most of them, with one test each */
+        while ((unsigned char) *p >= 0x20 && *p != '"' && *p != '\\') {
+            p++;
+        }
+
+        if (*p == '"') {
+            return p + 1;
+        }
+
+        if (*p != '\\') {
+            return NULL;        /* a control character, or the end */
+        }
+
+        switch (*++p) {
+        case '"': case '\\': case '/': case 'b': case 'f': case 'n':
+        case 'r': case 't':
+            break;
+        case 'u':
+            for (i = 1; i <= 4; i++) {
+                if (!((p[i] >= '0' && p[i] <= '9')
+                      || ((p[i] | 0x20) >= 'a' && (p[i] | 0x20) <= 'f')))
+                {
+                    return NULL;
+                }
+            }
+            p += 4;
+            break;
+        default:
+            return NULL;
+        }
+    }
+}
+
+/* A run of digits at p, at least one; the text after it, or NULL. */
+static const char *
+pb_audit_json_digits(const char *p)
+{
+    const char  *start = p;
+
+    while (*p >= '0' && *p <= '9') {
+        p++;
+    }
+
+    return p > start ? p : NULL;
+}
+
+/* A JSON number at p; the text after it, or NULL. */
+static const char *
+pb_audit_json_number(const char *p)
+{
+    if (*p == '-') {
+        p++;
+    }
+
+    if (*p == '0') {
+        p++;
+    } else if ((p = pb_audit_json_digits(p)) == NULL) {
+        return NULL;
+    }
+
+    if (*p == '.' && (p = pb_audit_json_digits(p + 1)) == NULL) {
+        return NULL;
+    }
+
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-') {
+            p++;
+        }
+        p = pb_audit_json_digits(p);
+    }
+
+    return p;
+}
+
+int
+pb_audit_json_valid(const char *p)
+{
+    char    close[PB_AUDIT_JSON_DEPTH];
+    size_t  depth = 0;
+
+    for ( ;; ) {
+        /* a value */
+        p = pb_audit_json_ws(p);
+
+        if (*p == '{' || *p == '[') {
+            if (depth == PB_AUDIT_JSON_DEPTH) {
+                return 0;
+            }
+            close[depth++] = *p == '{' ? '}' : ']';
+            p = pb_audit_json_ws(p + 1);
+
+            if (*p == close[depth - 1]) {
+                depth--;
+                p++;
+
+            } else if (close[depth - 1] == '}') {
+                /* the first key */
+                if (*p != '"' || (p = pb_audit_json_string(p)) == NULL) {
+                    return 0;
+                }
+                p = pb_audit_json_ws(p);
+                if (*p++ != ':') {
+                    return 0;
+                }
+                continue;
+
+            } else {
+                continue;       /* the first element */
+            }
+
+        } else if (*p == '"') {
+            p = pb_audit_json_string(p);
+
+        } else if (*p == '-' || (*p >= '0' && *p <= '9')) {
+            p = pb_audit_json_number(p);
+
+        } else if (strncmp(p, "true", 4) == 0
+                   || strncmp(p, "null", 4) == 0)
+        {
+            p += 4;
+
+        } else if (strncmp(p, "false", 5) == 0) {
+            p += 5;
+
+        } else {
+            return 0;
+        }
+
+        /* after a value: what it closes, then the next one or the end */
+        for ( ;; ) {
+            if (p == NULL) {
+                return 0;
+            }
+
+            p = pb_audit_json_ws(p);
+
+            if (depth == 0) {
+                return *p == '\0';
+            }
+
+            if (*p != close[depth - 1]) {
+                break;
+            }
+
+            depth--;
+            p++;
+        }
+
+        if (*p++ != ',') {
+            return 0;
+        }
+
+        if (close[depth - 1] == '}') {
+            p = pb_audit_json_ws(p);
+            if (*p != '"' || (p = pb_audit_json_string(p)) == NULL) {
+                return 0;
+            }
+            p = pb_audit_json_ws(p);
+            if (*p++ != ':') {
+                return 0;
+            }
+        }
+    }
+}
+
 static pb_audit_rc_t
 pb_audit_check(const pb_audit_t *audit, const char *job_id,
     const char *metadata, char *err, size_t err_len)
@@ -227,6 +411,14 @@ pb_audit_check_op(const pb_audit_t *audit, const pb_audit_update_t *u,
     if (pb_audit_status_rank(u->status) == 0) {
         pb_audit_seterr(err, err_len, "audit: job %s: unknown status \"%s\"",
             u->job_id, u->status ? u->status : "(null)");
+        return PB_AUDIT_FAIL;
+    }
+
+    if (u->webhook_payload != NULL
+        && !pb_audit_json_valid(u->webhook_payload))
+    {
+        pb_audit_seterr(err, err_len, "audit: job %s: webhook_payload is "
+            "not valid JSON", u->job_id);
         return PB_AUDIT_FAIL;
     }
 

@@ -60,6 +60,17 @@ extern const pb_audit_backend_t  pb_audit_pg_backend;
 #define PB_AUDIT_MAX_PARAMS  6
 int pb_audit_op_params(const pb_audit_op_t *op, const char **values);
 
+/*
+ * 1 when text is one JSON value (RFC 8259) with nothing but whitespace
+ * around it, nested at most PB_AUDIT_JSON_DEPTH deep: what SQLite's json()
+ * accepts (which checks neither UTF-8 nor surrogate pairs either).  One
+ * pass, nothing built.  The payload of every update is checked with it
+ * (PB_AUDIT_FAIL otherwise), so SQLite can store it as it comes: json()
+ * parsing and writing it again was 30% of an upsert's instructions.
+ */
+#define PB_AUDIT_JSON_DEPTH  2000
+int pb_audit_json_valid(const char *text);
+
 /* 1..4 for a known status, 0 otherwise. */
 int pb_audit_status_rank(const char *status);
 

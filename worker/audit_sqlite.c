@@ -59,13 +59,16 @@ pb_sqlite_now(pb_sqlite_t *h)
  * The upsert.  Status moves only forward (by rank); agent, container and
  * payload are set when given and kept when NULL; metadata is merged with
  * json_patch.  The WHERE makes a replay a true no-op: when nothing would
- * change, the row (updated_at included) is not touched.
+ * change, the row (updated_at included) is not touched.  The payload is
+ * stored as it comes (audit.c checked that it is JSON); metadata goes
+ * through json(), minified as json_patch writes it, which the WHERE
+ * compares as text.
  */
 static const char pb_sqlite_apply_sql[] =
     "INSERT INTO service_audit_logs (job_id, service_name, agent_id, status,"
     " phantom_container_id, webhook_payload, metadata, created_at,"
     " updated_at)"
-    " VALUES (?1, '" PB_AUDIT_SERVICE_NAME "', ?2, ?3, ?4, json(?5),"
+    " VALUES (?1, '" PB_AUDIT_SERVICE_NAME "', ?2, ?3, ?4, ?5,"
     " json(COALESCE(?6, '{}')), ?7, ?7)"
     " ON CONFLICT (job_id) DO UPDATE SET"
     " agent_id = COALESCE(excluded.agent_id, " T "agent_id),"
@@ -153,8 +156,11 @@ pb_sqlite_open(const char *url, char *err, size_t err_len)
     }
 
     db = NULL;
+    /* NOMUTEX: a handle is one thread's (audit.h), so SQLite need not
+     * lock and unlock a mutex around every call on it */
     rc = sqlite3_open_v2(path, &db,
-                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+                         | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         goto failed;
     }

@@ -28,6 +28,7 @@
 #include <sqlite3.h>
 
 #include "audit.h"
+#include "audit_backend.h"
 
 static int  passed, failed;
 
@@ -832,7 +833,9 @@ test_bad_input(const db_t *db)
              PB_AUDIT_FAIL);
     CHECK_RC(apply(a, "job-b", NULL, "pending", NULL, "{not json", NULL),
              PB_AUDIT_FAIL);
-    CHECK(err[0] != '\0');
+    CHECK(strstr(err, "webhook_payload is not valid JSON") != NULL);
+    CHECK_RC(apply(a, "job-b", NULL, "pending", NULL, "{\"a\":1} x", NULL),
+             PB_AUDIT_FAIL);
     CHECK(count_rows(db) == 0);
 
     /* Values are bound, never spliced into SQL. */
@@ -1345,6 +1348,139 @@ test_pg_concurrent_migrate(void)
 
 typedef void (*test_fn)(const db_t *db);
 
+/* 1 when SQLite's json() takes text (what the payload went through). */
+static int
+sqlite_json_ok(sqlite3 *db, const char *text)
+{
+    sqlite3_stmt  *st;
+    int            ok;
+
+    if (sqlite3_prepare_v2(db, "SELECT json(?1)", -1, &st, NULL)
+        != SQLITE_OK)
+    {
+        return -1;
+    }
+    sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+    ok = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+
+    return ok;
+}
+
+/*
+ * The payload check that replaced SQLite's json() (pb_audit_json_valid)
+ * takes exactly what json() takes: cases at every rule of the grammar,
+ * nesting at the limit and beyond, then thousands of random mutations of
+ * a webhook payload, each compared with SQLite's verdict.  And a payload
+ * is now stored as it came.
+ */
+static void
+test_json_valid(void)
+{
+    static const char  *cases[] = {
+        "{}", "[]", " {} ", "\t[ 1 , 2 ]\r\n", "0", "-0", "12", "-1.5e+3",
+        "1E5", "1e-0", "\"\"", "\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\"",
+        "\"\\u00e9\\uD83D\\ude00\"", "\"\\ud800\"", "\"\\u0000\"",
+        "\"\xc3\xa9\xff\x7f\"", "true", "false", "null",
+        "{\"a\":{\"b\":[true,false,null,{}]},\"c\":\"d\"}",
+        "", " ", "01", "1.", ".5", "-", "+1", "1e", "1e+", "0x10", "NaN",
+        "Infinity", "tru", "nulll", "falsey", "[1,]", "[,1]", "{\"a\":1,}",
+        "{,}", "{\"a\"}", "{\"a\":}", "{\"a\" 1}", "{\"a\":1 \"b\":2}",
+        "{'a':1}", "{a:1}", "[1 2]", "[] []", "\"a", "\"\\q\"",
+        "\"\\u00g0\"", "\"\\u00\"", "\"a\tb\"", "\"a\nb\"", "\"\x01\"",
+        "[\"a\":1]", "{\"a\":1]", "[1}", "]", "}", "{", "[", "\f{}",
+        "\v1", "[1]\x00", "/* */1", "1 // c",
+    };
+    static const char   payload[] = "{\"agentId\":4717388215573025,"
+        "\"containerId\":\"7100000000000001\",\"exitCode\":0,"
+        "\"exitMessage\":\"finished\",\"runDuration\":127406,\"x\":"
+        "[1.5e-3,-0,true,false,null,{\"k\":\"\\u00e9\\n\\\"\"}],"
+        "\"resultObject\":\"[{\\\"url\\\":\\\"https:\\\\/\\\\/x\\\"}]\"}";
+    static const char   alphabet[] = "{}[]\",:\\ -+.0123456789eEtrufalsn\t"
+                                     "\nxu/\x01";
+    char                buf[sizeof(payload) + 8], *deep;
+    sqlite3            *db;
+    size_t              i, n, k, agree = 0, valid = 0, runs = 20000;
+    unsigned            seed = 12345;
+    pb_audit_t         *a;
+    db_t                file;
+
+    if (sqlite3_open(":memory:", &db) != SQLITE_OK) {
+        CHECK(!"sqlite memory database");
+        return;
+    }
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        if (pb_audit_json_valid(cases[i]) != sqlite_json_ok(db, cases[i])) {
+            printf("  json case %zu differs: %s\n", i, cases[i]);
+            CHECK(!"json case as SQLite");
+        }
+    }
+    CHECK(pb_audit_json_valid(payload) == 1);
+
+    /* nesting: as deep as json() takes, and one more */
+    deep = malloc(2 * PB_AUDIT_JSON_DEPTH + 3);
+    for (k = PB_AUDIT_JSON_DEPTH - 1; deep && k <= PB_AUDIT_JSON_DEPTH + 1;
+         k++)
+    {
+        memset(deep, '[', k);
+        memset(deep + k, ']', k);
+        deep[2 * k] = '\0';
+        CHECK(pb_audit_json_valid(deep) == sqlite_json_ok(db, deep));
+        CHECK(pb_audit_json_valid(deep) == (k <= PB_AUDIT_JSON_DEPTH));
+    }
+    free(deep);
+
+    /* random mutations of the payload: replace, insert or delete bytes */
+    for (i = 0; i < runs; i++) {
+        memcpy(buf, payload, sizeof(payload));
+        n = sizeof(payload) - 1;
+        for (k = 1 + i % 3; k > 0; k--) {
+            size_t  at;
+
+            seed = seed * 1103515245u + 12345u;
+            at = (seed >> 8) % n;
+            seed = seed * 1103515245u + 12345u;
+            switch ((seed >> 8) % 3) {
+            case 0:
+                buf[at] = alphabet[(seed >> 12) % (sizeof(alphabet) - 1)];
+                break;
+            case 1:
+                memmove(buf + at + 1, buf + at, n - at + 1);
+                buf[at] = alphabet[(seed >> 12) % (sizeof(alphabet) - 1)];
+                n++;
+                break;
+            default:
+                memmove(buf + at, buf + at + 1, n - at);
+                n--;
+            }
+        }
+        if (pb_audit_json_valid(buf) == sqlite_json_ok(db, buf)) {
+            agree++;
+            valid += pb_audit_json_valid(buf);
+        } else {
+            printf("  json mutation differs: %s\n", buf);
+        }
+    }
+    CHECK(agree == runs);
+    CHECK(valid > runs / 10 && valid < runs - runs / 10);
+    sqlite3_close(db);
+
+    /* stored as it came: spacing kept, readable as JSON */
+    sqlite_db(&file, "pb_audit_json_valid");
+    a = open_migrated(&file);
+    if (a != NULL) {
+        CHECK_RC(apply(a, "job-j", NULL, "webhook_received", NULL,
+                       "{ \"exitMessage\" : \"finished\" }", NULL),
+                 PB_AUDIT_OK);
+        CHECK_STR(col(&file, "webhook_payload", "job-j"),
+                  "{ \"exitMessage\" : \"finished\" }");
+        CHECK_STR(col(&file, "webhook_payload->>'exitMessage'", "job-j"),
+                  "finished");
+        pb_audit_close(a);
+    }
+}
+
 static void
 run(const char *name, test_fn fn, const char *backend)
 {
@@ -1411,6 +1547,7 @@ main(void)
         run(common[i].name, common[i].fn, "sqlite");
     }
     run_plain("sqlite_locking", test_sqlite_locking);
+    run_plain("json_valid", test_json_valid);
 
     if (skip_pg && strcmp(skip_pg, "1") == 0) {
         printf("# PostgreSQL tests SKIPPED (PB_TEST_SKIP_PG=1)\n");
