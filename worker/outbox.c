@@ -19,6 +19,7 @@
 #include "log.h"
 #include "outbox.h"
 #include "pb_keys.h"
+#include "pb_payload.h"
 
 /*
  * Rows per database transaction.  A commit costs an fsync (SQLite) or a
@@ -70,8 +71,12 @@ typedef struct {
     char        *out;
 } row_scan_t;
 
-/* How deep a value nested in a row may go (ours are at most 2). */
-#define PB_OUTBOX_ROW_DEPTH  16
+/*
+ * How deep a value nested in a row may go: a payload the worker wrote as
+ * its value (webhooks.c) nests as deep as the payload rules allow, and
+ * sits one level inside the row; the rest of a row is at most 2 deep.
+ */
+#define PB_OUTBOX_ROW_DEPTH  (PB_PAYLOAD_MAX_DEPTH + 1)
 
 /*
  * KEYS: 1 outbox, 2 where to move the row ("" drops it), 3 metrics.
@@ -88,22 +93,25 @@ static pb_script_t  pop_script = { "outbox_pop",
 };
 
 /*
- * The flusher lock and the oldest rows in one call.  KEYS: 1 outbox, 2 the
- * lock.  ARGV: 1 our lock value, 2 its TTL (ms), 3 how many rows.  nil
- * when another flusher holds the lock; else the lock is ours (taken or
- * extended) and the rows come back newest first, as LRANGE lists them,
- * but for none: then the lock is let go at once.
+ * The flusher lock, for a read of the outbox.  KEYS: 1 outbox, 2 the lock.
+ * ARGV: 1 our lock value, 2 its TTL (ms).  -1 when another flusher holds
+ * the lock; else how many rows wait, the lock ours (taken or extended)
+ * when there are any, let go at once when there are none.  The rows are
+ * read after it with a plain LRANGE, not in the script: every string that
+ * enters Lua is hashed byte by byte, and 500 rows are half a megabyte.
+ * Nobody else trims the outbox while we hold the lock (pushes go to the
+ * other end), so the rows at its tail stay there for the read.
  */
-static pb_script_t  read_script = { "outbox_read",
+static pb_script_t  lock_script = { "outbox_lock",
     "local holder = redis.call('GET', KEYS[2])\n"
-    "if holder and holder ~= ARGV[1] then return false end\n"
-    "local rows = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[3]), -1)\n"
-    "if #rows == 0 then\n"
+    "if holder and holder ~= ARGV[1] then return -1 end\n"
+    "local n = redis.call('LLEN', KEYS[1])\n"
+    "if n == 0 then\n"
     "  if holder then redis.call('DEL', KEYS[2]) end\n"
     "else\n"
     "  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])\n"
     "end\n"
-    "return rows\n",
+    "return n\n",
     ""
 };
 
@@ -206,14 +214,16 @@ open_audit(pb_outbox_t *ob)
 
 
 /*
- * Outbox rows are flat JSON objects cjson wrote (lua.h): string fields,
- * one object (metadata), maybe null or a number.  jansson took longer to
- * decode one (a tree, an allocation per value, metadata serialised again)
- * than the database took to write it, so the few fields are read straight
- * from the text: strings unescaped into the arena (never longer than
- * their JSON), metadata passed on as its own JSON text (the database
- * parses it anyway).  Anything not well-formed enough to read is not a
- * row.
+ * Outbox rows are flat JSON objects cjson wrote (lua.h), or the worker
+ * (webhooks.c, the rows of webhooks of containers nobody owns): string
+ * fields, one object (metadata), maybe null or a number, and the payload
+ * as a string holding its JSON text (cjson) or as its JSON value (the
+ * worker).  jansson took longer to decode one (a tree, an allocation per
+ * value, metadata serialised again) than the database took to write it,
+ * so the few fields are read straight from the text: strings unescaped
+ * into the arena (never longer than their JSON), metadata and a payload
+ * value passed on as their own JSON text (the database parses them
+ * anyway).  Anything not well-formed enough to read is not a row.
  */
 static void
 scan_ws(row_scan_t *s)
@@ -308,62 +318,112 @@ scan_unicode(row_scan_t *s)
 }
 
 
-/* The string at s->p unescaped into s->out (NUL-terminated), or NULL. */
+/*
+ * The string at s->p unescaped into s->out (NUL-terminated), or NULL.  The
+ * cursor is kept in locals while copying: a store through a char pointer
+ * may alias anything, the cursor's own fields included, which made every
+ * byte reload them.
+ */
 static const char *
 scan_string(row_scan_t *s)
 {
-    static const char   from[] = "\"\\/bfnrt";
-    static const char   to[] = "\"\\/\b\f\n\r\t";
-    char               *start = s->out;
-    const char         *e;
-    unsigned char       c;
+    char           *start = s->out, *out = s->out;
+    const char     *p, *end = s->end;
+    unsigned char   c;
 
     if (!scan_char(s, '"')) {
         return NULL;
     }
 
-    while (s->p < s->end) {
-        c = (unsigned char) *s->p++;
+    for (p = s->p; p < end; ) {
+        c = (unsigned char) *p++;
+
+        if (c != '"' && c != '\\' && c >= 0x20) {
+            *out++ = (char) c;
+            continue;
+        }
 
         if (c == '"') {
-            *s->out++ = '\0';
+            *out++ = '\0';
+            s->p = p;
+            s->out = out;
             return start;
         }
 
-        if (c < 0x20 || (c == '\\' && s->p == s->end)) {
+        if (c < 0x20 || p == end) {
             break;
         }
 
-        if (c != '\\') {
-            *s->out++ = (char) c;
+        switch (c = (unsigned char) *p++) {
+        case '"':
+        case '\\':
+        case '/':
+            *out++ = (char) c;
             continue;
-        }
-
-        c = (unsigned char) *s->p++;
-        if (c == 'u') {
+        case 'b':
+            *out++ = '\b';
+            continue;
+        case 'f':
+            *out++ = '\f';
+            continue;
+        case 'n':
+            *out++ = '\n';
+            continue;
+        case 'r':
+            *out++ = '\r';
+            continue;
+        case 't':
+            *out++ = '\t';
+            continue;
+        case 'u':
+            s->p = p;
+            s->out = out;
             if (scan_unicode(s) != 0) {
-                break;
+                return NULL;
             }
+            p = s->p;
+            out = s->out;
             continue;
+        default:
+            return NULL;
         }
-
-        e = c != '\0' ? strchr(from, c) : NULL;
-        if (e == NULL) {
-            break;
-        }
-        *s->out++ = to[e - from];
     }
 
     return NULL;
 }
 
 
-/* Steps over a string, a number or a literal; -1 when it is none. */
+/*
+ * Steps over a string, a number or a literal; -1 when it is none.  A
+ * string is unescaped (and dropped) to check it, or with lax only stepped
+ * over: inside a payload, whose strings are most of a row and whose text
+ * the database checks anyway (json(), jsonb), as it always did for the
+ * payloads of the scripts' rows.
+ */
 static int
-scan_scalar(row_scan_t *s)
+scan_scalar(row_scan_t *s, int lax)
 {
-    char  *out = s->out;
-    int    bad;
+    char        *out = s->out;
+    const char  *p, *q, *e;
+    int          bad;
+
+    if (*s->p == '"' && lax) {
+        /* its closing quote: the first one after an even number of
+         * backslashes (an odd number escapes it) */
+        for (p = s->p + 1;
+             (q = memchr(p, '"', (size_t) (s->end - p))) != NULL;
+             p = q + 1)
+        {
+            for (e = q; e > s->p + 1 && e[-1] == '\\'; e--) {
+                /* count them */
+            }
+            if ((q - e) % 2 == 0) {
+                s->p = q + 1;
+                return 0;
+            }
+        }
+        return -1;
+    }
 
     if (*s->p == '"') {
         bad = scan_string(s) == NULL;
@@ -385,14 +445,14 @@ scan_scalar(row_scan_t *s)
 
 /* In an object (close is '}'), the key and colon before a value. */
 static int
-scan_key(row_scan_t *s, char close)
+scan_key(row_scan_t *s, char close, int lax)
 {
     if (close != '}') {
         return 0;
     }
 
     scan_ws(s);
-    if (s->p == s->end || *s->p != '"' || scan_scalar(s) != 0) {
+    if (s->p == s->end || *s->p != '"' || scan_scalar(s, lax) != 0) {
         return -1;
     }
 
@@ -406,7 +466,7 @@ scan_key(row_scan_t *s, char close)
  * shallow); -1 when it is not one.
  */
 static int
-scan_skip(row_scan_t *s)
+scan_skip(row_scan_t *s, int lax)
 {
     char  close[PB_OUTBOX_ROW_DEPTH];
     int   depth = 0;
@@ -424,14 +484,14 @@ scan_skip(row_scan_t *s)
             close[depth++] = *s->p++ == '{' ? '}' : ']';
             if (!scan_char(s, close[depth - 1])) {
                 /* its first member or element next */
-                if (scan_key(s, close[depth - 1]) != 0) {
+                if (scan_key(s, close[depth - 1], lax) != 0) {
                     return -1;
                 }
                 continue;
             }
             depth--;        /* empty */
 
-        } else if (scan_scalar(s) != 0) {
+        } else if (scan_scalar(s, lax) != 0) {
             return -1;
         }
 
@@ -444,7 +504,7 @@ scan_skip(row_scan_t *s)
             return 0;
         }
 
-        if (!scan_char(s, ',') || scan_key(s, close[depth - 1]) != 0) {
+        if (!scan_char(s, ',') || scan_key(s, close[depth - 1], lax) != 0) {
             return -1;
         }
     }
@@ -489,13 +549,20 @@ scan_member(row_scan_t *s, pb_audit_op_t *o, const char **op)
         return *fields[f] != NULL ? 0 : -1;
     }
 
-    if (scan_skip(s) != 0) {
+    /* f 4: a payload */
+    if (scan_skip(s, f == 4) != 0) {
         return -1;
     }
 
-    if (f == 6 && *start == '{') {
-        /* metadata: its JSON text as it stands */
-        o->u.metadata = s->out;
+    if ((f == 6 && *start == '{')
+        || (f == 4 && (*start == '{' || *start == '[')))
+    {
+        /*
+         * metadata, or a payload the worker wrote as its JSON value
+         * (webhooks.c) rather than as a string holding its text (the
+         * scripts' cjson): its JSON text as it stands
+         */
+        *fields[f] = s->out;
         memcpy(s->out, start, (size_t) (s->p - start));
         s->out += s->p - start;
         *s->out++ = '\0';
@@ -712,13 +779,14 @@ write_batch(pb_outbox_t *ob, pb_ctx_t *ctx, const redisReply *reply,
 static int
 flush_rows(pb_outbox_t *ob, pb_ctx_t *ctx, int max)
 {
-    char          ttl[24], count[24];
+    char          ttl[24], from[24];
     const char   *keys[] = { PB_KEY_OUTBOX, PB_KEY_OUTBOX_LOCK, NULL };
     const char   *lock_keys[] = { PB_KEY_OUTBOX_LOCK, NULL };
-    const char   *argv[] = { ctx->cfg->worker_id, ttl, count, NULL };
+    const char   *argv[] = { ctx->cfg->worker_id, ttl, NULL };
     int           written = 0, step = 1, held = 0;
     size_t        take = PB_OUTBOX_BATCH_ROWS, want;
     redisReply   *reply;
+    long long     waiting;
 
     if (pb_now_ms() < ob->retry_at_ms) {
         return 0;
@@ -729,18 +797,30 @@ flush_rows(pb_outbox_t *ob, pb_ctx_t *ctx, int max)
     while (step == 1 && written < max) {
         want = (size_t) (max - written) < take ? (size_t) (max - written)
                                                : take;
-        snprintf(count, sizeof(count), "%zu", want);
 
-        /* the lock, and the oldest rows: they sit at the tail */
-        reply = pb_redis_eval(ctx->redis, &read_script, keys, argv);
+        /* the lock, then the oldest rows: they sit at the tail */
+        reply = pb_redis_eval(ctx->redis, &lock_script, keys, argv);
+        if (reply == NULL) {
+            return -1;
+        }
+        waiting = reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
+        freeReplyObject(reply);
+
+        held = waiting > 0;
+        step = 0;
+
+        if (!held || (ob->audit == NULL && open_audit(ob) != 0)) {
+            break;
+        }
+
+        snprintf(from, sizeof(from), "-%zu", want);
+        reply = pb_redis_cmd(ctx->redis, "LRANGE %s %s -1", PB_KEY_OUTBOX,
+                             from);
         if (reply == NULL) {
             return -1;
         }
 
-        held = reply->type == REDIS_REPLY_ARRAY && reply->elements > 0;
-        step = 0;
-
-        if (held && (ob->audit != NULL || open_audit(ob) == 0)) {
+        if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0) {
             step = write_batch(ob, ctx, reply, &written, &take);
         }
 

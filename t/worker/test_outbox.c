@@ -264,6 +264,15 @@ test_row_formats(pb_ctx_t *ctx, const char *path, const char *url)
         "{\"op\":\"reset\",\"job_id\":\"u4\",\"metadata\":{\"r\":1}}",
         "{\"job_id\":\"u5\",\"job_id\":\"u6\",\"status\":\"pending\","
         "\"metadata\":{}}",
+        /* the payload as its JSON value (webhooks.c), as deep as a payload
+         * may nest (PB_PAYLOAD_MAX_DEPTH, 32) */
+        "{\"job_id\":\"u7\",\"status\":\"webhook_received\","
+        "\"webhook_payload\":{\"a\" : [1,{\"b\":\"c\\\"}]\\u00e9\"}],"
+        "\"d\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[0"
+        "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]},"
+        "\"metadata\":{}}",
+        "{\"job_id\":\"u8\",\"status\":\"webhook_received\","
+        "\"webhook_payload\":[null],\"webhook_payload\":null}",
     };
     static const char  *bad[] = {
         "{\"job_id\":\"x1\",\"status\":\"pending\"",
@@ -277,6 +286,9 @@ test_row_formats(pb_ctx_t *ctx, const char *path, const char *url)
         "{\"job_id\":\"x8\",\"status\":\"pending\\q\"}",
         "[\"job_id\"]",
         "",
+        /* a payload value the scan steps over but that is not JSON */
+        "{\"job_id\":\"x9\",\"status\":\"webhook_received\","
+        "\"webhook_payload\":{\"a\":tru}}",
     };
     pb_outbox_t  *ob = pb_outbox_new(url);
     size_t        i;
@@ -289,9 +301,9 @@ test_row_formats(pb_ctx_t *ctx, const char *path, const char *url)
         push(ctx, bad[i]);
     }
 
-    CHECK(pb_outbox_flush(ob, ctx, 1000) == 6, "the six rows written");
-    CHECK(test_int(ctx, "LLEN %s", PB_KEY_OUTBOX_FAILED) == 10,
-          "the ten others set aside, none half read");
+    CHECK(pb_outbox_flush(ob, ctx, 1000) == 8, "the eight rows written");
+    CHECK(test_int(ctx, "LLEN %s", PB_KEY_OUTBOX_FAILED) == 11,
+          "the eleven others set aside, none half read");
     CHECK(strcmp(db_text(path, "agent_id", "u1"), "a\"b\\c/d") == 0,
           "escapes undone");
     CHECK(strcmp(db_text(path, "metadata->>'k'", "u1"), "\xc3\xa9") == 0
@@ -314,6 +326,14 @@ test_row_formats(pb_ctx_t *ctx, const char *path, const char *url)
                  "pending1") == 0, "reset rows");
     CHECK(db_int(path, "SELECT count(*) FROM service_audit_logs WHERE"
                  " job_id = 'u6'") == 1, "a repeated key: the last one");
+    CHECK(strncmp(db_text(path, "webhook_payload", "u7"),
+                  "{\"a\" : [1,{\"b\":\"c\\\"}]\\u00e9\"}],\"d\":[[[", 28)
+          == 0 && strcmp(db_text(path, "webhook_payload->'a'->1->>'b'", "u7"),
+                         "c\"}]\xc3\xa9") == 0,
+          "a payload value: stored as it stands in the row");
+    CHECK(db_int(path, "SELECT count(*) FROM service_audit_logs WHERE"
+                 " job_id = 'u8' AND webhook_payload IS NULL") == 1,
+          "a null payload: none");
 
     pb_outbox_free(ob);
 }
