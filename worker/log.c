@@ -59,13 +59,39 @@ pb_now_ms(void)
 void
 pb_iso_time(int64_t ms, char out[64])
 {
-    time_t     sec = (time_t) (ms / 1000);
-    struct tm  tm;
+    /* the second's text, per thread: webhooks come many a second */
+    static __thread time_t  last = -1;
+    static __thread char    text[64];
+    static __thread size_t  len;
+    time_t                  sec = (time_t) (ms / 1000);
+    struct tm               tm;
+    int                     milli = (int) (ms % 1000);
 
-    gmtime_r(&sec, &tm);
-    snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-             tm.tm_min, tm.tm_sec, (int) (ms % 1000));
+    if (ms < 0) {
+        /* before 1970 (never, in practice): the plain way */
+        gmtime_r(&sec, &tm);
+        snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                 tm.tm_min, tm.tm_sec, milli);
+        return;
+    }
+
+    if (sec != last) {
+        gmtime_r(&sec, &tm);
+        len = (size_t) snprintf(text, sizeof(text),
+                                "%04d-%02d-%02dT%02d:%02d:%02d",
+                                tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                                tm.tm_hour, tm.tm_min, tm.tm_sec);
+        last = sec;
+    }
+
+    memcpy(out, text, len);
+    out[len] = '.';
+    out[len + 1] = (char) ('0' + milli / 100);
+    out[len + 2] = (char) ('0' + milli / 10 % 10);
+    out[len + 3] = (char) ('0' + milli % 10);
+    out[len + 4] = 'Z';
+    out[len + 5] = '\0';
 }
 
 

@@ -286,13 +286,51 @@ pb_redis_cmd(pb_redis_t *r, const char *fmt, ...)
 }
 
 
+/*
+ * Reads n replies of commands already sent; argvs[i][0], or else what,
+ * names command i in the log.  0, or -1 (nothing in replies) as
+ * pb_redis_pipeline says.
+ */
+static int
+read_replies(pb_redis_t *r, size_t n, redisReply **replies,
+    const char *const *const *argvs, const char *what)
+{
+    size_t   i, got;
+    void    *reply;
+    int      failed = 0;
+
+    for (got = 0; got < n; got++) {
+        if (redisGetReply(r->ctx, &reply) != REDIS_OK) {
+            drop(r, r->ctx->errstr);
+            failed = 1;
+            break;
+        }
+        replies[got] = reply;
+        if (replies[got]->type == REDIS_REPLY_ERROR) {
+            pb_log(PB_LOG_ERROR, "redis error", "{s:s, s:s}", "command",
+                   argvs != NULL ? argvs[got][0] : what, "error",
+                   replies[got]->str);
+            failed = 1;
+        }
+    }
+
+    if (failed) {
+        for (i = 0; i < got; i++) {
+            freeReplyObject(replies[i]);
+            replies[i] = NULL;
+        }
+        return -1;
+    }
+
+    return 0;
+}
+
+
 int
 pb_redis_pipeline(pb_redis_t *r, size_t n, const char **const *argvs,
     redisReply **replies)
 {
-    size_t   i, got, argc;
-    void    *reply;
-    int      failed = 0;
+    size_t   i, argc;
 
     if (ensure(r) != 0) {
         return -1;
@@ -311,29 +349,131 @@ pb_redis_pipeline(pb_redis_t *r, size_t n, const char **const *argvs,
         }
     }
 
-    for (got = 0; got < n; got++) {
-        if (redisGetReply(r->ctx, &reply) != REDIS_OK) {
-            drop(r, r->ctx->errstr);
-            failed = 1;
-            break;
-        }
-        replies[got] = reply;
-        if (replies[got]->type == REDIS_REPLY_ERROR) {
-            pb_log(PB_LOG_ERROR, "redis error", "{s:s, s:s}", "command",
-                   argvs[got][0], "error", replies[got]->str);
-            failed = 1;
-        }
-    }
+    return read_replies(r, n, replies, (const char *const *const *) argvs,
+                        NULL);
+}
 
-    if (failed) {
-        for (i = 0; i < got; i++) {
-            freeReplyObject(replies[i]);
-            replies[i] = NULL;
-        }
+
+void
+pb_resp_init(pb_resp_t *b, size_t cap)
+{
+    memset(b, 0, sizeof(*b));
+    b->buf = malloc(cap);
+    b->cap = cap;
+    b->failed = b->buf == NULL;
+}
+
+
+void
+pb_resp_free(pb_resp_t *b)
+{
+    free(b->buf);
+    memset(b, 0, sizeof(*b));
+}
+
+
+/* Room for n more bytes; 0, or -1 (remembered) out of memory. */
+static int
+resp_room(pb_resp_t *b, size_t n)
+{
+    char    *grown;
+    size_t   cap;
+
+    if (b->failed) {
         return -1;
     }
 
+    if (b->len + n <= b->cap) {
+        return 0;
+    }
+
+    for (cap = b->cap ? b->cap : 256; cap < b->len + n; cap *= 2) {
+        /* doubling */
+    }
+
+    grown = realloc(b->buf, cap);
+    if (grown == NULL) {
+        b->failed = 1;
+        return -1;
+    }
+
+    b->buf = grown;
+    b->cap = cap;
+
     return 0;
+}
+
+
+/* c (a '*' or a '$'), the number n and CRLF (no snprintf: one per word) */
+static void
+resp_head(pb_resp_t *b, char c, size_t n)
+{
+    char    digits[24];
+    size_t  k = 0;
+
+    do {
+        digits[k++] = (char) ('0' + n % 10);
+        n /= 10;
+    } while (n > 0);
+
+    if (resp_room(b, k + 3) == 0) {
+        b->buf[b->len++] = c;
+        while (k > 0) {
+            b->buf[b->len++] = digits[--k];
+        }
+        b->buf[b->len++] = '\r';
+        b->buf[b->len++] = '\n';
+    }
+}
+
+
+void
+pb_resp_cmd(pb_resp_t *b, size_t argc)
+{
+    resp_head(b, '*', argc);
+    b->cmds++;
+}
+
+
+void
+pb_resp_arg(pb_resp_t *b, const char *s, size_t len)
+{
+    resp_head(b, '$', len);
+
+    if (resp_room(b, len + 2) == 0) {
+        memcpy(b->buf + b->len, s, len);
+        memcpy(b->buf + b->len + len, "\r\n", 2);
+        b->len += len + 2;
+    }
+}
+
+
+void
+pb_resp_str(pb_resp_t *b, const char *s)
+{
+    pb_resp_arg(b, s, strlen(s));
+}
+
+
+int
+pb_redis_send(pb_redis_t *r, const pb_resp_t *b, size_t n, const char *what,
+    redisReply **replies)
+{
+    if (b->failed) {
+        pb_log(PB_LOG_ERROR, "out of memory", "{s:s}", "command", what);
+        return -1;
+    }
+
+    if (ensure(r) != 0) {
+        return -1;
+    }
+
+    if (redisAppendFormattedCommand(r->ctx, b->buf, b->len) != REDIS_OK) {
+        drop(r, "out of memory");
+        return -1;
+    }
+
+    return read_replies(r, n, replies, NULL, what);
 }
 
 

@@ -55,6 +55,36 @@ int pb_redis_pipeline(pb_redis_t *r, size_t n, const char **const *argvs,
     redisReply **replies);
 
 /*
+ * Commands written in Redis's protocol by hand, into one buffer, for a
+ * pipeline of big arguments (hundreds of audit rows): hiredis formats an
+ * argument list by growing a string argument by argument, then copies it
+ * all once more.  pb_resp_cmd starts a command of argc words, each then
+ * given by pb_resp_arg (len bytes) or pb_resp_str (a C string).  Out of
+ * memory is remembered and reported by pb_redis_send.
+ */
+typedef struct {
+    char    *buf;
+    size_t   len;
+    size_t   cap;
+    size_t   cmds;
+    int      failed;
+} pb_resp_t;
+
+void pb_resp_init(pb_resp_t *b, size_t cap);
+void pb_resp_free(pb_resp_t *b);
+void pb_resp_cmd(pb_resp_t *b, size_t argc);
+void pb_resp_arg(pb_resp_t *b, const char *s, size_t len);
+void pb_resp_str(pb_resp_t *b, const char *s);
+
+/*
+ * Sends the commands of b in one write and reads n replies into replies,
+ * like pb_redis_pipeline (what names them in the log).  n is b->cmds but
+ * for commands that do not answer (between CLIENT REPLY OFF and ON).
+ */
+int pb_redis_send(pb_redis_t *r, const pb_resp_t *b, size_t n,
+    const char *what, redisReply **replies);
+
+/*
  * EVALSHA with the keys and args (NULL-terminated string arrays), loading
  * the script first when Redis does not know it (first use, Redis restarted
  * or flushed).

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "lua.h"
 #include "slots.h"
 
@@ -512,8 +513,235 @@ pb_slot_webhook(pb_ctx_t *ctx, const char *processing, const char *envelope,
     w.envelope = envelope;
     w.agent = agent;
     w.outcome = *o;
+    w.unknown_row = NULL;
 
     return pb_slot_webhooks(ctx, processing, &w, 1, res);
+}
+
+
+/*
+ * A run of webhooks whose containers no job owned when the worker looked
+ * (pb_slot_webhooks).  Their audit rows, built by the worker, were LPUSHed
+ * onto the outbox just before, in the same MULTI, so neither the payloads
+ * nor the rows pass through Lua: Redis hashes every byte of every string
+ * that enters a script, and cjson escapes the payload into the row, which
+ * made most of a webhook's Redis time.  The script checks what the
+ * webhooks script would have found: the processing list still ends with
+ * the run (ARGV 1 its oldest envelope, 2 its newest), no job owns any of
+ * the containers and none of the agents has a launch in flight (then that
+ * script would have done exactly this: audit_unknown).  If so it counts
+ * them and removes their envelopes; if not, it takes the rows back off the
+ * outbox (its n newest: nothing comes between in a MULTI) and changes
+ * nothing else.  KEYS: 1 processing list, 2 containers, 3 launching,
+ * 4 outbox, 5 metrics.  ARGV: 1, 2 as above, then a container and an
+ * agent per webhook.  Returns 'ok', 'stale' or 'owned'.
+ */
+static pb_script_t  unknown_script = { "webhooks_unknown",
+    "local n = (#ARGV - 2) / 2\n"
+    "local function opt(s)\n"
+    "  if s == false or s == '' then return nil end\n"
+    "  return s\n"
+    "end\n"
+    /* the rows are there (an LPUSH in EXEC fails only on a wrong type,
+     * and LLEN then fails the script before any change) */
+    "if redis.call('LLEN', KEYS[4]) < n then\n"
+    "  return redis.error_reply('outbox: the rows are not there')\n"
+    "end\n"
+    "local function undo(why)\n"
+    "  redis.call('LTRIM', KEYS[4], n, -1)\n"
+    "  return why\n"
+    "end\n"
+    "if redis.call('LINDEX', KEYS[1], -1) ~= ARGV[1]\n"
+    "   or redis.call('LINDEX', KEYS[1], -n) ~= ARGV[2] then\n"
+    "  return undo('stale')\n"
+    "end\n"
+    "local cs, as = {}, {}\n"
+    "for i = 3, #ARGV, 2 do\n"
+    "  cs[#cs + 1] = ARGV[i]\n"
+    "  as[#as + 1] = ARGV[i + 1]\n"
+    "end\n"
+    "local ids = redis.call('HMGET', KEYS[2], unpack(cs))\n"
+    "local ls = redis.call('HMGET', KEYS[3], unpack(as))\n"
+    "for i = 1, n do\n"
+    "  if opt(ids[i]) or opt(ls[i]) then return undo('owned') end\n"
+    "end\n"
+    "local t = redis.call('TIME')\n"
+    "redis.call('HINCRBY', KEYS[5], 'webhooks', n)\n"
+    "redis.call('HINCRBY', KEYS[5], 'webhooks_unknown', n)\n"
+    "redis.call('HSET', KEYS[5], 'last_webhook_at', string.format('%.0f',\n"
+    "  tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)))\n"
+    "redis.call('LTRIM', KEYS[1], 0, -n - 1)\n"
+    "return 'ok'\n",
+    ""
+};
+
+#define PB_UNKNOWN_NKEYS  5
+
+
+/*
+ * The look: unknown[i] = 1 for each webhook with an unknown_row whose
+ * container no job owns and whose agent has no launch in flight, now.
+ * Read-only, so not atomic with the apply: the unknown script checks it
+ * again.  0, or -1 when Redis failed.
+ */
+static int
+look(pb_ctx_t *ctx, const pb_webhook_t *w, size_t n, char *unknown)
+{
+    const char   **containers, **agents;
+    const char   **argvs[2];
+    redisReply    *replies[2];
+    size_t         i, k = 0;
+    int            rc = 0;
+
+    containers = malloc((n + 3) * sizeof(*containers));
+    agents = malloc((n + 3) * sizeof(*agents));
+    if (containers == NULL || agents == NULL) {
+        free(containers);
+        free(agents);
+        return -1;
+    }
+
+    containers[0] = agents[0] = "HMGET";
+    containers[1] = PB_KEY_CONTAINERS;
+    agents[1] = PB_KEY_LAUNCHING;
+    for (i = 0; i < n; i++) {
+        if (w[i].unknown_row != NULL && w[i].outcome.container != NULL) {
+            containers[2 + k] = w[i].outcome.container;
+            agents[2 + k++] = w[i].agent;
+        }
+    }
+    containers[2 + k] = agents[2 + k] = NULL;
+
+    argvs[0] = containers;
+    argvs[1] = agents;
+
+    if (k > 0) {
+        rc = pb_redis_pipeline(ctx->redis, 2, argvs, replies);
+    }
+
+    if (k > 0 && rc == 0) {
+        if (replies[0]->type != REDIS_REPLY_ARRAY
+            || replies[1]->type != REDIS_REPLY_ARRAY
+            || replies[0]->elements != k || replies[1]->elements != k)
+        {
+            rc = -1;
+        }
+
+        for (i = 0, k = 0; i < n && rc == 0; i++) {
+            if (w[i].unknown_row != NULL && w[i].outcome.container != NULL) {
+                unknown[i] = replies[0]->element[k]->len == 0
+                             && replies[1]->element[k]->len == 0;
+                k++;
+            }
+        }
+
+        freeReplyObject(replies[0]);
+        freeReplyObject(replies[1]);
+    }
+
+    free(containers);
+    free(agents);
+
+    return rc;
+}
+
+
+/*
+ * EVAL and the script's text, not EVALSHA: in a MULTI, a NOSCRIPT would
+ * come too late (after the commands before it were queued).  Redis keeps
+ * the compiled script by its digest either way.
+ */
+static void
+eval_words(pb_resp_t *b, size_t argc, const pb_script_t *script, int nkeys)
+{
+    char  n[8];
+
+    snprintf(n, sizeof(n), "%d", nkeys);
+    pb_resp_cmd(b, 3 + argc);
+    pb_resp_str(b, "EVAL");
+    pb_resp_str(b, script->body);
+    pb_resp_str(b, n);
+}
+
+
+/*
+ * Applies one run's reply (EXEC's elements from *e on) to res; returns 0
+ * (applied), 1 (not: stale or owned) or -1 (an error), and moves *e past
+ * the run's elements.
+ */
+static int
+run_result(const redisReply *exec, size_t *e, const pb_webhook_t *w,
+    size_t k, int fast, pb_slot_result_t *res)
+{
+    const redisReply  *r;
+    size_t             i;
+
+    if (fast) {
+        r = exec->element[*e + 1];
+        *e += 2;
+
+        if (r->type == REDIS_REPLY_ERROR) {
+            pb_log(PB_LOG_ERROR, "redis error", "{s:s, s:s}", "command",
+                   unknown_script.name, "error", r->str);
+            return -1;
+        }
+
+        if (r->type != REDIS_REPLY_STRING || strcmp(r->str, "ok") != 0) {
+            return 1;
+        }
+
+        for (i = 0; i < k; i++) {
+            copy(res[i].kind, sizeof(res[i].kind), "unknown");
+            copy(res[i].job_id, sizeof(res[i].job_id), w[i].outcome.container);
+        }
+
+        return 0;
+    }
+
+    r = exec->element[(*e)++];
+
+    if (r->type == REDIS_REPLY_ERROR) {
+        pb_log(PB_LOG_ERROR, "redis error", "{s:s, s:s}", "command",
+               webhook_script.name, "error", r->str);
+        return -1;
+    }
+
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 * k) {
+        return r->type == REDIS_REPLY_ARRAY && r->elements == 1 ? 1 : -1;
+    }
+
+    for (i = 0; i < k; i++) {
+        copy(res[i].kind, sizeof(res[i].kind), pb_reply_str(r, 3 * i));
+        copy(res[i].job_id, sizeof(res[i].job_id), pb_reply_str(r, 3 * i + 1));
+        copy(res[i].detail, sizeof(res[i].detail),
+             pb_reply_str(r, 3 * i + 2));
+    }
+
+    return 0;
+}
+
+
+/* 1 when w[i] goes the cheap way: seen unknown, and with its row. */
+static int
+is_fast(const pb_webhook_t *w, const char *unknown, size_t i)
+{
+    return unknown[i] && w[i].unknown_row != NULL
+           && w[i].outcome.container != NULL;
+}
+
+
+/* The length of the run starting at w[i]: all the cheap way or none. */
+static size_t
+run_length(const pb_webhook_t *w, const char *unknown, size_t i, size_t n)
+{
+    size_t  k = 1;
+
+    while (i + k < n && is_fast(w, unknown, i + k) == is_fast(w, unknown, i))
+    {
+        k++;
+    }
+
+    return k;
 }
 
 
@@ -521,56 +749,135 @@ int
 pb_slot_webhooks(pb_ctx_t *ctx, const char *processing,
     const pb_webhook_t *w, size_t n, pb_slot_result_t *res)
 {
-    const char  *keys[PB_LUA_NKEYS + 3], **argv, **group;
-    redisReply  *reply;
-    size_t       i;
-    int          rc = -1;
+    char  *unknown;
+    int    rc = -1;
 
     if (n == 0) {
         return 0;
     }
 
-    argv = malloc((4 + n * PB_WEBHOOK_ARGS) * sizeof(*argv));
-    if (argv == NULL) {
-        return -1;
+    unknown = calloc(n, 1);
+    if (unknown != NULL && look(ctx, w, n, unknown) == 0) {
+        rc = pb_slot_webhooks_seen(ctx, processing, w, n, unknown, res);
+    }
+    free(unknown);
+
+    return rc;
+}
+
+
+int
+pb_slot_webhooks_seen(pb_ctx_t *ctx, const char *processing,
+    const pb_webhook_t *w, size_t n, const char *unknown,
+    pb_slot_result_t *res)
+{
+    const char   *keys[PB_LUA_NKEYS + 3];
+    const char   *fast_keys[PB_UNKNOWN_NKEYS] = { processing,
+                      PB_KEY_CONTAINERS, PB_KEY_LAUNCHING, PB_KEY_OUTBOX,
+                      PB_KEY_METRICS };
+    pb_resp_t     b;
+    redisReply  **replies = NULL, *exec;
+    size_t        i, j, k, e, size;
+    int           rc = -1;
+
+    if (n == 0) {
+        return 0;
     }
 
-    argv[0] = PB_KEY_JOB_PREFIX;
-    argv[1] = w[0].envelope;
-    argv[2] = w[n - 1].envelope;
-    for (i = 0; i < n; i++) {
-        const char  *outcome[] = { OUTCOME_ARGS(&w[i].outcome) };
-
-        group = &argv[3 + i * PB_WEBHOOK_ARGS];
-        group[0] = w[i].agent;
-        memcpy(&group[1], outcome, sizeof(outcome));
-    }
-    argv[3 + n * PB_WEBHOOK_ARGS] = NULL;
-
-    pb_lua_keys(keys, processing, NULL);
     memset(res, 0, n * sizeof(*res));
+    pb_lua_keys(keys, processing, NULL);
 
-    reply = pb_redis_eval(ctx->redis, &webhook_script, keys, argv);
-    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
-        && reply->elements == 1)
-    {
-        rc = 1;     /* stale: nothing done */
+    /* MULTI, per run an LPUSH of its rows and an EVAL, or one EVAL, EXEC */
+    size = 4096;
+    for (i = 0; i < n; i++) {
+        size += strlen(w[i].envelope) + (is_fast(w, unknown, i)
+                                         ? strlen(w[i].unknown_row) : 1024);
+    }
+    pb_resp_init(&b, size);
 
-    } else if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
-               && reply->elements == 3 * n)
-    {
-        for (i = 0; i < n; i++) {
-            copy(res[i].kind, sizeof(res[i].kind), pb_reply_str(reply, 3 * i));
-            copy(res[i].job_id, sizeof(res[i].job_id),
-                 pb_reply_str(reply, 3 * i + 1));
-            copy(res[i].detail, sizeof(res[i].detail),
-                 pb_reply_str(reply, 3 * i + 2));
+    pb_resp_cmd(&b, 1);
+    pb_resp_str(&b, "MULTI");
+
+    for (i = 0; i < n; i += k) {
+        k = run_length(w, unknown, i, n);
+
+        if (is_fast(w, unknown, i)) {
+            pb_resp_cmd(&b, 2 + k);
+            pb_resp_str(&b, "LPUSH");
+            pb_resp_str(&b, PB_KEY_OUTBOX);
+            for (j = i; j < i + k; j++) {
+                pb_resp_str(&b, w[j].unknown_row);
+            }
+
+            eval_words(&b, PB_UNKNOWN_NKEYS + 2 + 2 * k, &unknown_script,
+                       PB_UNKNOWN_NKEYS);
+            for (j = 0; j < PB_UNKNOWN_NKEYS; j++) {
+                pb_resp_str(&b, fast_keys[j]);
+            }
+            pb_resp_str(&b, w[i].envelope);
+            pb_resp_str(&b, w[i + k - 1].envelope);
+            for (j = i; j < i + k; j++) {
+                pb_resp_str(&b, w[j].outcome.container);
+                pb_resp_str(&b, w[j].agent);
+            }
+            continue;
         }
-        rc = 0;
+
+        eval_words(&b, PB_LUA_NKEYS + 1 + 3 + k * PB_WEBHOOK_ARGS,
+                   &webhook_script, PB_LUA_NKEYS + 1);
+        for (j = 0; j <= PB_LUA_NKEYS; j++) {
+            pb_resp_str(&b, keys[j]);
+        }
+        pb_resp_str(&b, PB_KEY_JOB_PREFIX);
+        pb_resp_str(&b, w[i].envelope);
+        pb_resp_str(&b, w[i + k - 1].envelope);
+        for (j = i; j < i + k; j++) {
+            const char  *outcome[] = { OUTCOME_ARGS(&w[j].outcome) };
+            size_t       f;
+
+            pb_resp_str(&b, w[j].agent);
+            for (f = 0; f < PB_WEBHOOK_ARGS - 1; f++) {
+                pb_resp_str(&b, outcome[f]);
+            }
+        }
     }
 
-    freeReplyObject(reply);
-    free(argv);
+    pb_resp_cmd(&b, 1);
+    pb_resp_str(&b, "EXEC");
+
+    // NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers
+    replies = calloc(b.cmds, sizeof(*replies));
+    if (replies == NULL
+        || pb_redis_send(ctx->redis, &b, b.cmds, webhook_script.name,
+                         replies) != 0)
+    {
+        goto done;
+    }
+
+    exec = replies[b.cmds - 1];
+    if (exec->type != REDIS_REPLY_ARRAY || exec->elements != b.cmds - 2) {
+        goto done;
+    }
+
+    /* each run in turn; after one not applied, the rest found the list
+     * changed (stale) and did nothing */
+    rc = 0;
+    e = 0;
+    for (i = 0; i < n && rc == 0; i += k) {
+        k = run_length(w, unknown, i, n);
+        rc = run_result(exec, &e, &w[i], k, is_fast(w, unknown, i),
+                        &res[i]);
+    }
+
+done:
+
+    if (replies != NULL) {
+        for (i = 0; i < b.cmds; i++) {
+            freeReplyObject(replies[i]);
+        }
+    }
+    free(replies);
+    pb_resp_free(&b);
 
     return rc;
 }

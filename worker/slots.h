@@ -137,17 +137,46 @@ typedef struct {
     const char    *envelope;
     const char    *agent;
     pb_outcome_t   outcome;
+
+    /*
+     * The audit row of the webhook should no job own its container (the
+     * row audit_unknown writes, built by the worker: webhooks.c), or NULL.
+     * With it, the webhook may take the way that keeps its payload out of
+     * Lua (pb_slot_webhooks).
+     */
+    const char    *unknown_row;
 } pb_webhook_t;
 
 /*
- * pb_slot_webhook for n webhooks at once, in order, in one script (one
- * round trip), res[i] the result of each.  Their envelopes must be the
- * oldest of the processing list, oldest first (a batch as taken, less
- * those parked as invalid), and leave it with their effects, atomically.
- * 1 when the list does not end with them (anymore): nothing done.  -1
- * when Redis failed: the envelopes are still in the processing list.
+ * pb_slot_webhook for n webhooks at once, in order, res[i] the result of
+ * each.  Their envelopes must be the oldest of the processing list, oldest
+ * first (a batch as taken, less those parked as invalid), and leave it
+ * with their effects, atomically.
+ *
+ * Those with an unknown_row whose container no job owns and whose agent
+ * has no launch in flight (one look, HMGET, before) go in runs the cheap
+ * way: their rows pushed to the outbox as the worker built them, and a
+ * script that checks the look still holds, counts them and removes their
+ * envelopes; the others in runs through the full script (payloads in its
+ * arguments).  All runs in one MULTI/EXEC: one round trip, each run atomic
+ * and applied only after the runs before it.
+ *
+ * 0 when all were applied.  1 when not all were (res[i].kind "" for those
+ * not): the list no longer ends with them (a worker that took us for dead
+ * put them back on the queue), or a container turned out to be owned after
+ * all; they stay where they are, for the next step.  -1 when Redis failed:
+ * those not applied are still in the processing list.
  */
 int pb_slot_webhooks(pb_ctx_t *ctx, const char *processing,
     const pb_webhook_t *w, size_t n, pb_slot_result_t *res);
+
+/*
+ * pb_slot_webhooks with the look already taken: unknown[i] 1 for each
+ * webhook (with an unknown_row) whose container was seen nobody's.  For
+ * the tests, which give it a look that no longer holds.
+ */
+int pb_slot_webhooks_seen(pb_ctx_t *ctx, const char *processing,
+    const pb_webhook_t *w, size_t n, const char *unknown,
+    pb_slot_result_t *res);
 
 #endif /* PB_SLOTS_H */

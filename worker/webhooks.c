@@ -103,6 +103,7 @@ park_invalid(pb_ctx_t *ctx, const char *processing, const char *envelope,
 typedef struct {
     pb_envelope_t  env;
     char          *payload;
+    char          *row;         /* its unknown_row (slots.h) */
     char           code[24];
     char           when[64];
     char           id[PB_WEBHOOK_NAME_MAX + 1];
@@ -136,8 +137,9 @@ plain_string(const char **p, const char *end, char *out)
 
 /*
  * The module's envelope, read without a JSON tree: its head as
- * pb_envelope_head writes it (id, received_at, queue: checked by writing
- * it again), the payload verbatim, validated by pb_payload_parse, the
+ * pb_envelope_head writes it (id, received_at, queue: plain strings and a
+ * number without leading zeros, which it writes back as they are), the
+ * payload verbatim, validated by pb_payload_parse, the
  * scanner the module validated it with, and "}".  Parsing the whole
  * envelope with jansson was most of the worker's time per webhook.  The
  * rules are the same (pb_payload.h); anything else, or an exit message
@@ -147,9 +149,7 @@ plain_string(const char **p, const char *end, char *out)
 static int
 parse_module_envelope(item_t *it, const char *data, size_t len)
 {
-    char         head[PB_ENVELOPE_HEAD_MAX(PB_WEBHOOK_NAME_MAX,
-                                           PB_WEBHOOK_NAME_MAX)];
-    const char  *p = data, *end = data + len, *reason;
+    const char  *p = data, *end = data + len, *digits, *reason;
     int64_t      at = 0;
     size_t       n;
 
@@ -164,25 +164,30 @@ parse_module_envelope(item_t *it, const char *data, size_t len)
         return -1;
     }
 
-    for (p += 16; p < end && *p >= '0' && *p <= '9' && at < INT64_MAX / 10;
-         p++)
+    for (p += 16, digits = p;
+         p < end && *p >= '0' && *p <= '9' && at < INT64_MAX / 10; p++)
     {
         at = at * 10 + (*p - '0');
     }
 
-    if (end - p < 10 || memcmp(p, ",\"queue\":\"", 10) != 0) {
+    /* the number as PRId64 writes it: no leading zero */
+    if (p == digits || (*digits == '0' && p - digits > 1)
+        || end - p < 10 || memcmp(p, ",\"queue\":\"", 10) != 0)
+    {
         return -1;
     }
     p += 10;
 
-    if (plain_string(&p, end, it->queue) != 0) {
+    if (plain_string(&p, end, it->queue) != 0
+        || end - p < 12 || memcmp(p, "\",\"payload\":", 12) != 0)
+    {
         return -1;
     }
 
-    n = pb_envelope_head(head, sizeof(head), it->id, strlen(it->id), at,
-                         it->queue, strlen(it->queue));
-    if (n == 0 || len <= n + PB_ENVELOPE_TAIL_LEN
-        || memcmp(head, data, n) != 0
+    /* the head is exactly what pb_envelope_head writes for these (plain
+     * strings are quoted as they are) */
+    n = (size_t) (p + 12 - data);
+    if (len <= n + PB_ENVELOPE_TAIL_LEN
         || memcmp(end - PB_ENVELOPE_TAIL_LEN, PB_ENVELOPE_TAIL,
                   PB_ENVELOPE_TAIL_LEN) != 0)
     {
@@ -209,6 +214,71 @@ parse_module_envelope(item_t *it, const char *data, size_t len)
 }
 
 
+/* s JSON-escaped (no quotes) at out; returns the end. */
+static char *
+json_escape(char *out, const char *s)
+{
+    static const char  hex[] = "0123456789abcdef";
+    unsigned char      c;
+
+    for ( ; (c = (unsigned char) *s) != '\0'; s++) {
+        if (c == '"' || c == '\\') {
+            *out++ = '\\';
+            *out++ = (char) c;
+        } else if (c < 0x20) {
+            memcpy(out, "\\u00", 4);
+            out[4] = hex[c >> 4];
+            out[5] = hex[c & 0xf];
+            out += 6;
+        } else {
+            *out++ = (char) c;
+        }
+    }
+
+    return out;
+}
+
+
+/*
+ * The audit row of a webhook should no job own its container: the row the
+ * webhooks script's audit_unknown writes (lua.h), built here so that the
+ * payload need not enter Lua (pb_slot_webhooks), and with the payload as
+ * its JSON value rather than a string holding its text: nothing to escape
+ * here, nothing to unescape in the flusher.  NULL out of memory.
+ */
+static char *
+unknown_row(const pb_webhook_t *w)
+{
+    const pb_outcome_t  *o = &w->outcome;
+    char                *row, *p;
+
+    /* escaping makes a byte 6 at most; 256 for the constant text */
+    row = malloc(6 * (3 * strlen(o->container) + strlen(w->agent)
+                      + strlen(o->received_at))
+                 + strlen(o->payload) + 256);
+    if (row == NULL) {
+        return NULL;
+    }
+
+    p = stpcpy(row, "{\"job_id\":\"container:");
+    p = json_escape(p, o->container);
+    p = stpcpy(p, "\",\"agent_id\":\"");
+    p = json_escape(p, w->agent);
+    p = stpcpy(p, "\",\"status\":\"webhook_received\",\"container_id\":\"");
+    p = json_escape(p, o->container);
+    p = stpcpy(p, "\",\"metadata\":{\"error\":\"unknown container\","
+                  "\"webhook_received_at\":\"");
+    p = json_escape(p, o->received_at);
+    p = stpcpy(p, "\",\"phantom_container_id\":\"");
+    p = json_escape(p, o->container);
+    p = stpcpy(p, "\"},\"webhook_payload\":");
+    p = stpcpy(p, o->payload);
+    stpcpy(p, "}");
+
+    return row;
+}
+
+
 /* The webhook of a parsed envelope, its strings in it (and in item). */
 static void
 prepare(item_t *it, pb_webhook_t *w, const char *data)
@@ -229,6 +299,10 @@ prepare(item_t *it, pb_webhook_t *w, const char *data)
     o->payload = it->payload;
     o->received_at = it->when;
     o->found_by = "webhook";
+
+    /* without it (out of memory), the webhook goes the full way */
+    it->row = it->payload != NULL ? unknown_row(w) : NULL;
+    w->unknown_row = it->row;
 }
 
 
@@ -272,17 +346,13 @@ handle(pb_ctx_t *ctx, const char *processing, const char *const *data,
 
     if (rc == 0 && k > 0) {
         rc = pb_slot_webhooks(ctx, processing, w, k, res);
-        applied = rc == 0 ? k : 0;
     }
 
-    if (rc == 1) {
-        /* someone took us for dead and requeued them: theirs now */
-        pb_log(PB_LOG_WARN, "in-flight webhooks requeued by another "
-               "worker; left to it", "{s:I}", "count", (json_int_t) k);
-        rc = 0;
-    }
-
-    for (i = 0; i < applied; i++) {
+    for (i = 0; i < k; i++) {
+        if (res[i].kind[0] == '\0') {
+            continue;       /* not applied */
+        }
+        applied++;
         pb_log(PB_LOG_INFO, "webhook", "{s:s, s:s, s:s, s:s, s:s, s:s}",
                "request", items[i].env.id,
                "container", w[i].outcome.container, "agent", w[i].agent,
@@ -290,10 +360,23 @@ handle(pb_ctx_t *ctx, const char *processing, const char *const *data,
                "job", res[i].job_id);
     }
 
+    if (rc == 1) {
+        /*
+         * The list changed under us: someone took us for dead and requeued
+         * them (theirs now), or a container we saw nobody's was claimed
+         * meanwhile (they are still ours: the next step takes them again).
+         */
+        pb_log(PB_LOG_WARN, "in-flight webhooks not applied; left for the "
+               "next step or to the worker that requeued them", "{s:I}",
+               "count", (json_int_t) (k - applied));
+        rc = 0;
+    }
+
 done:
 
     for (i = 0; i < k; i++) {
         free(items[i].payload);
+        free(items[i].row);
         pb_envelope_free(&items[i].env);
     }
     free(items);
@@ -328,13 +411,10 @@ int
 pb_webhooks_step(pb_ctx_t *ctx, int64_t timeout_ms)
 {
     char          processing[512], timeout[32], range[24];
-    const char   *lrange[] = { "LRANGE", processing, range, "-1", NULL };
-    const char   *lmove[] = { "LMOVE", ctx->cfg->queue, processing, "RIGHT",
-                              "LEFT", NULL };
-    const char  **argvs[1 + PB_WEBHOOK_BATCH];
     const char   *data[PB_WEBHOOK_BATCH];
     size_t        len[PB_WEBHOOK_BATCH], n = 0, i;
-    redisReply   *replies[1 + PB_WEBHOOK_BATCH], *left, *one = NULL;
+    redisReply   *replies[2] = { NULL, NULL }, *batch, *one = NULL;
+    pb_resp_t     b;
     int           rc;
 
     if (pb_processing_key(ctx->cfg, ctx->cfg->worker_id, processing,
@@ -344,41 +424,54 @@ pb_webhooks_step(pb_ctx_t *ctx, int64_t timeout_ms)
     }
 
     /*
-     * One round trip: our own leftovers (envelopes a previous run of this
-     * worker id, or a failed step of this one, took but did not finish),
-     * and the oldest queued, each moved into the processing list until
-     * its apply takes it out.  LMOVEs pipelined rather than in a script,
-     * which would copy and hash every envelope once more; on a short
-     * queue the rest just answer nil.
+     * One round trip: the oldest queued, each moved into the processing
+     * list until its apply takes it out, then the oldest of that list,
+     * our own leftovers (envelopes a previous run of this worker id, or a
+     * failed step of this one, took but did not finish) first.  LMOVEs
+     * pipelined rather than in a script, which would copy and hash every
+     * envelope once more, and without their replies (CLIENT REPLY OFF):
+     * one LRANGE brings the batch back in one reply instead of a hundred
+     * (hiredis moves its buffer down after each reply it takes).  On a
+     * short queue the rest of the LMOVEs move nothing.
      */
     snprintf(range, sizeof(range), "-%d", PB_WEBHOOK_BATCH);
-    argvs[0] = lrange;
-    for (i = 1; i <= PB_WEBHOOK_BATCH; i++) {
-        argvs[i] = lmove;
+    pb_resp_init(&b, (size_t) 128 * (PB_WEBHOOK_BATCH + 4));
+    pb_resp_cmd(&b, 3);
+    pb_resp_str(&b, "CLIENT");
+    pb_resp_str(&b, "REPLY");
+    pb_resp_str(&b, "OFF");
+    for (i = 0; i < PB_WEBHOOK_BATCH; i++) {
+        pb_resp_cmd(&b, 5);
+        pb_resp_str(&b, "LMOVE");
+        pb_resp_str(&b, ctx->cfg->queue);
+        pb_resp_str(&b, processing);
+        pb_resp_str(&b, "RIGHT");
+        pb_resp_str(&b, "LEFT");
     }
+    pb_resp_cmd(&b, 3);
+    pb_resp_str(&b, "CLIENT");
+    pb_resp_str(&b, "REPLY");
+    pb_resp_str(&b, "ON");
+    pb_resp_cmd(&b, 4);
+    pb_resp_str(&b, "LRANGE");
+    pb_resp_str(&b, processing);
+    pb_resp_str(&b, range);
+    pb_resp_str(&b, "-1");
 
-    if (pb_redis_pipeline(ctx->redis, 1 + PB_WEBHOOK_BATCH, argvs, replies)
-        != 0)
-    {
+    /* only CLIENT REPLY ON and LRANGE answer */
+    rc = pb_redis_send(ctx->redis, &b, 2, "LMOVE", replies);
+    pb_resp_free(&b);
+    if (rc != 0) {
         return -1;
     }
 
-    /* the batch: the list's oldest, leftovers (oldest last) first */
-    left = replies[0];
-    for (i = left->type == REDIS_REPLY_ARRAY ? left->elements : 0;
+    /* the batch, oldest first: LRANGE lists the oldest last */
+    batch = replies[1];
+    for (i = batch->type == REDIS_REPLY_ARRAY ? batch->elements : 0;
          i > 0 && n < PB_WEBHOOK_BATCH; i--)
     {
-        data[n] = left->element[i - 1]->str;
-        len[n++] = left->element[i - 1]->len;
-    }
-
-    /* then the ones just moved, oldest first, while the batch stays the
-     * list's oldest (the others wait there for the next step) */
-    for (i = 1; i <= PB_WEBHOOK_BATCH && n < PB_WEBHOOK_BATCH
-                && replies[i]->type == REDIS_REPLY_STRING; i++)
-    {
-        data[n] = replies[i]->str;
-        len[n++] = replies[i]->len;
+        data[n] = batch->element[i - 1]->str;
+        len[n++] = batch->element[i - 1]->len;
     }
 
     if (n == 0) {
@@ -389,7 +482,7 @@ pb_webhooks_step(pb_ctx_t *ctx, int64_t timeout_ms)
         one = pb_redis_cmd(ctx->redis, "BLMOVE %s %s RIGHT LEFT %s",
                            ctx->cfg->queue, processing, timeout);
         if (one == NULL) {
-            free_replies(replies, 1 + PB_WEBHOOK_BATCH);
+            free_replies(replies, 2);
             return -1;
         }
 
@@ -402,7 +495,7 @@ pb_webhooks_step(pb_ctx_t *ctx, int64_t timeout_ms)
 
     rc = n > 0 ? handle(ctx, processing, data, len, n) : 0;
 
-    free_replies(replies, 1 + PB_WEBHOOK_BATCH);
+    free_replies(replies, 2);
     freeReplyObject(one);
 
     return rc == 0 ? (int) n : -1;

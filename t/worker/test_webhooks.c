@@ -115,6 +115,29 @@ newest_row(pb_ctx_t *ctx)
 
 
 /*
+ * 1 when the outbox's newest row, as text, ends with the payload as its
+ * "webhook_payload" value, byte for byte (the worker writes the rows of
+ * containers nobody owns itself, the payload inside as it came).
+ */
+static int
+ends_with_payload(pb_ctx_t *ctx, const char *payload)
+{
+    char         tail[1024];
+    redisReply  *r = pb_redis_cmd(ctx->redis, "LINDEX %s 0", PB_KEY_OUTBOX);
+    size_t       n;
+    int          ok;
+
+    n = (size_t) snprintf(tail, sizeof(tail), "\"webhook_payload\":%s}",
+                          payload);
+    ok = r != NULL && r->type == REDIS_REPLY_STRING && r->len >= n
+         && memcmp(r->str + r->len - n, tail, n) == 0;
+    freeReplyObject(r);
+
+    return ok;
+}
+
+
+/*
  * An envelope the module wrote is read without jansson; one of another
  * shape (keys in another order) with jansson.  Both come to the same.
  */
@@ -154,8 +177,8 @@ test_two_readers(pb_ctx_t *ctx)
     same = same && json_equal(json_object_get(fast, "metadata"),
                               json_object_get(slow, "metadata"));
     CHECK(same, "the same audit row either way");
-    CHECK(fast != NULL && strcmp(json_string_value(json_object_get(fast,
-          "webhook_payload")), payload) == 0, "the payload verbatim");
+    CHECK(ends_with_payload(ctx, payload), "the payload verbatim, as the "
+          "row's JSON value");
     json_decref(fast);
     json_decref(slow);
 }
@@ -237,14 +260,24 @@ test_stale(pb_ctx_t *ctx, const char *processing)
 
 /*
  * A script error half way through a batch (here a job key of the wrong
- * type): the webhooks applied before it keep their audit rows, the batch
- * stays in the processing list and is applied again once the cause is
- * gone, which the ones already applied take as a no-op (one more
+ * type).  A step applies a batch in runs (containers nobody owns the
+ * cheap way, the others through the webhooks script): the runs before the
+ * failing one are applied and gone, the failing run and those after it
+ * stay in the processing list and go through once the cause is gone.
+ * Inside the webhooks script, the webhooks applied before the error keep
+ * their audit rows and the whole run stays in the list, to be applied
+ * again, which the ones already applied take as a no-op (one more
  * idempotent audit row for a container nobody owns).
  */
 static void
 test_error_half_way(pb_ctx_t *ctx, const char *processing)
 {
+    redisReply        *r;
+    pb_webhook_t       w[3];
+    pb_slot_result_t   res[3];
+    char               containers[3][8];
+    size_t             i;
+
     test_flush(ctx);
     queue_webhook(ctx, 1);
     queue_webhook(ctx, 2);
@@ -255,16 +288,249 @@ test_error_half_way(pb_ctx_t *ctx, const char *processing)
                                  PB_KEY_JOB_PREFIX));
 
     CHECK(pb_webhooks_step(ctx, 10) == -1, "error: reported");
-    CHECK(test_int(ctx, "LLEN %s", processing) == 3,
-          "error: the batch is still in flight");
+    CHECK(test_int(ctx, "LLEN %s", processing) == 2,
+          "error: the failing run and the one after it still in flight");
     CHECK(outbox_in_order(ctx, 1, 1),
-          "error: the webhook applied before it kept its audit row");
+          "error: the run before it applied, with its audit row");
+
+    freeReplyObject(pb_redis_cmd(ctx->redis, "DEL %sbroken",
+                                 PB_KEY_JOB_PREFIX));
+    CHECK(pb_webhooks_step(ctx, 10) == 2
+          && test_int(ctx, "LLEN %s", processing) == 0
+          && test_int(ctx, "LLEN %s", PB_KEY_OUTBOX) == 2,
+          "error gone: the rest goes through (2 a duplicate of the job "
+          "that owns it, 3 audited)");
+
+    /* the three through the webhooks script, as one run */
+    test_flush(ctx);
+    queue_webhook(ctx, 1);
+    queue_webhook(ctx, 2);
+    queue_webhook(ctx, 3);
+    freeReplyObject(pb_redis_cmd(ctx->redis, "HSET %s 2 broken",
+                                 PB_KEY_CONTAINERS));
+    freeReplyObject(pb_redis_cmd(ctx->redis, "SET %sbroken x",
+                                 PB_KEY_JOB_PREFIX));
+    for (i = 0; i < 3; i++) {
+        freeReplyObject(pb_redis_cmd(ctx->redis, "LMOVE %s %s RIGHT LEFT",
+                                     QUEUE, processing));
+    }
+
+    r = pb_redis_cmd(ctx->redis, "LRANGE %s 0 -1", processing);
+    memset(w, 0, sizeof(w));
+    for (i = 0; r != NULL && r->elements == 3 && i < 3; i++) {
+        snprintf(containers[i], sizeof(containers[i]), "%zu", i + 1);
+        w[i].envelope = r->element[2 - i]->str;
+        w[i].agent = "9";
+        w[i].outcome.status = "success";
+        w[i].outcome.container = containers[i];
+        w[i].outcome.payload = "{}";
+        w[i].outcome.found_by = "webhook";
+    }
+
+    CHECK(r != NULL && r->elements == 3
+          && pb_slot_webhooks(ctx, processing, w, 3, res) == -1,
+          "script error: reported");
+    CHECK(test_int(ctx, "LLEN %s", processing) == 3,
+          "script error: the whole run is still in flight");
+    CHECK(outbox_in_order(ctx, 1, 1),
+          "script error: the webhook applied before it kept its audit row");
+    freeReplyObject(r);
 
     freeReplyObject(pb_redis_cmd(ctx->redis, "DEL %sbroken",
                                  PB_KEY_JOB_PREFIX));
     CHECK(pb_webhooks_step(ctx, 10) == 3
           && test_int(ctx, "LLEN %s", processing) == 0,
-          "error gone: the batch goes through");
+          "error gone: the run goes through");
+}
+
+
+/* A job "j<container>" of agent 9, running with that container. */
+static void
+running_job(pb_ctx_t *ctx, const char *container)
+{
+    char                 id[32];
+    pb_enqueue_result_t  er;
+    pb_claim_t           c;
+    pb_slot_result_t     r;
+
+    test_cfg.max_running = 5;
+    test_cfg.calls_per_minute = 0;
+    snprintf(id, sizeof(id), "j%s", container);
+    pb_job_enqueue(ctx, id, "9", NULL, 0, "test", &er);
+    CHECK(pb_slot_claim(ctx, 60000, &c) == 0 && c.kind == PB_CLAIM_CLAIMED
+          && pb_slot_mark_launching(ctx, id, c.token, &r) == 0
+          && pb_slot_record(ctx, id, c.token, container, "launch", &r) == 0,
+          "a running job");
+    pb_claim_free(&c);
+}
+
+
+/* The job ids of the outbox's rows, oldest first, joined by spaces. */
+static const char *
+outbox_jobs(pb_ctx_t *ctx)
+{
+    static char  buf[1024];
+    size_t       i, n = 0;
+    json_t      *row;
+    const char  *id;
+    redisReply  *r = pb_redis_cmd(ctx->redis, "LRANGE %s 0 -1",
+                                  PB_KEY_OUTBOX);
+
+    buf[0] = '\0';
+    for (i = r != NULL ? r->elements : 0; i > 0; i--) {
+        row = json_loads(r->element[i - 1]->str, 0, NULL);
+        id = json_string_value(json_object_get(row, "job_id"));
+        n += (size_t) snprintf(buf + n, sizeof(buf) - n, "%s%s",
+                               n ? " " : "", id ? id : "?");
+        json_decref(row);
+    }
+    freeReplyObject(r);
+
+    return buf;
+}
+
+
+/*
+ * The cheap way (containers nobody owns: the worker's rows, a check in
+ * Redis) and the full one (the webhooks script) in one batch: applied in
+ * order, each run after the one before it.  When the look no longer holds
+ * at the apply (a container claimed in between) or the list changed, the
+ * cheap run takes its rows back and changes nothing; the next step applies
+ * the webhook the full way.
+ */
+static void
+test_runs(pb_ctx_t *ctx, const char *processing)
+{
+    pb_webhook_t      w;
+    pb_slot_result_t  res;
+    const char        seen = 1;
+    redisReply       *r;
+    long long         outbox;
+
+    /* a batch of three runs: nobody's, a running job's, nobody's */
+    test_flush(ctx);
+    running_job(ctx, "500");
+    freeReplyObject(pb_redis_cmd(ctx->redis, "DEL %s", PB_KEY_OUTBOX));
+    queue_webhook(ctx, 1);
+    queue_webhook(ctx, 500);
+    queue_webhook(ctx, 3);
+    CHECK(pb_webhooks_step(ctx, 10) == 3
+          && test_int(ctx, "LLEN %s", processing) == 0,
+          "three runs, one step");
+    CHECK(strcmp(outbox_jobs(ctx), "container:1 j500 j500 container:3") == 0,
+          "their audit rows in the order of the webhooks");
+    CHECK(strcmp(test_hget(ctx, PB_KEY_JOB_PREFIX "j500", "state"), "done")
+          == 0 && strcmp(test_hget(ctx, PB_KEY_METRICS, "webhooks"), "3")
+          == 0 && strcmp(test_hget(ctx, PB_KEY_METRICS, "webhooks_unknown"),
+                         "2") == 0,
+          "the job completed, every webhook counted once");
+
+    /* seen nobody's, but a job owns the container by the apply */
+    test_flush(ctx);
+    running_job(ctx, "600");
+    queue_webhook(ctx, 600);
+    freeReplyObject(pb_redis_cmd(ctx->redis, "LMOVE %s %s RIGHT LEFT", QUEUE,
+                                 processing));
+    outbox = test_int(ctx, "LLEN %s", PB_KEY_OUTBOX);
+    r = pb_redis_cmd(ctx->redis, "LINDEX %s 0", processing);
+
+    memset(&w, 0, sizeof(w));
+    w.envelope = r != NULL ? r->str : "";
+    w.agent = "9";
+    w.outcome.status = "success";
+    w.outcome.container = "600";
+    w.outcome.payload = "{}";
+    w.unknown_row = "{\"job_id\":\"container:600\",\"status\":"
+                    "\"webhook_received\"}";
+
+    CHECK(pb_slot_webhooks_seen(ctx, processing, &w, 1, &seen, &res) == 1
+          && res.kind[0] == '\0', "owned by the apply: not applied");
+    CHECK(test_int(ctx, "LLEN %s", PB_KEY_OUTBOX) == outbox
+          && test_int(ctx, "LLEN %s", processing) == 1
+          && test_hget(ctx, PB_KEY_METRICS, "webhooks")[0] == '\0',
+          "owned: its row taken back, the envelope still in flight");
+    CHECK(pb_webhooks_step(ctx, 10) == 1
+          && strcmp(test_hget(ctx, PB_KEY_JOB_PREFIX "j600", "state"),
+                    "done") == 0
+          && test_int(ctx, "LLEN %s", processing) == 0,
+          "owned: the next step completes the job");
+
+    /* seen nobody's, but no longer the oldest in the list */
+    test_flush(ctx);
+    queue_webhook(ctx, 1);
+    queue_webhook(ctx, 2);
+    freeReplyObject(pb_redis_cmd(ctx->redis, "LMOVE %s %s RIGHT LEFT", QUEUE,
+                                 processing));
+    freeReplyObject(pb_redis_cmd(ctx->redis, "LMOVE %s %s RIGHT LEFT", QUEUE,
+                                 processing));
+    freeReplyObject(r);
+    r = pb_redis_cmd(ctx->redis, "LINDEX %s 0", processing);
+    w.envelope = r != NULL ? r->str : "";
+    w.outcome.container = "2";
+    CHECK(pb_slot_webhooks_seen(ctx, processing, &w, 1, &seen, &res) == 1
+          && test_int(ctx, "LLEN %s", PB_KEY_OUTBOX) <= 0
+          && test_int(ctx, "LLEN %s", processing) == 2,
+          "stale: its row taken back, nothing removed");
+    CHECK(pb_webhooks_step(ctx, 10) == 2 && outbox_in_order(ctx, 1, 2),
+          "stale: the list's own envelopes still go through");
+    freeReplyObject(r);
+}
+
+
+/*
+ * The row the worker writes for a container nobody owns is the row the
+ * webhooks script writes (audit_unknown), but for the payload, which is
+ * the row's JSON value rather than a string holding it.
+ */
+static void
+test_same_row(pb_ctx_t *ctx, const char *processing)
+{
+    static const char  *fields[] = { "job_id", "agent_id", "status",
+                                     "container_id", "metadata" };
+    pb_outcome_t        o;
+    pb_slot_result_t    res;
+    json_t             *script, *worker, *payload;
+    redisReply         *r;
+    size_t              i;
+    int                 same;
+
+    test_flush(ctx);
+    queue_webhook(ctx, 88);
+    freeReplyObject(pb_redis_cmd(ctx->redis, "LMOVE %s %s RIGHT LEFT", QUEUE,
+                                 processing));
+    r = pb_redis_cmd(ctx->redis, "LINDEX %s 0", processing);
+    memset(&o, 0, sizeof(o));
+    o.status = "success";
+    o.container = "88";
+    o.exit_code = "0";
+    o.exit_message = "finished";
+    o.payload = "{\"agentId\":\"9\",\"containerId\":88,\"exitCode\":0,"
+                "\"exitMessage\":\"finished\"}";
+    o.received_at = "2023-11-14T22:13:20.000Z";
+    o.found_by = "webhook";
+    CHECK(r != NULL && pb_slot_webhook(ctx, processing, r->str, "9", &o,
+                                       &res) == 0
+          && strcmp(res.kind, "unknown") == 0, "the script's row");
+    freeReplyObject(r);
+    script = test_json(ctx, "LINDEX %s 0", PB_KEY_OUTBOX);
+
+    queue_webhook(ctx, 88);
+    CHECK(pb_webhooks_step(ctx, 10) == 1, "the worker's row");
+    worker = test_json(ctx, "LINDEX %s 0", PB_KEY_OUTBOX);
+
+    same = script != NULL && worker != NULL;
+    for (i = 0; same && i < sizeof(fields) / sizeof(fields[0]); i++) {
+        same = json_equal(json_object_get(script, fields[i]),
+                          json_object_get(worker, fields[i]));
+    }
+    payload = json_loads(json_string_value(json_object_get(script,
+                         "webhook_payload")), 0, NULL);
+    CHECK(same && json_equal(payload, json_object_get(worker,
+                                                      "webhook_payload")),
+          "the same row either way");
+    json_decref(payload);
+    json_decref(script);
+    json_decref(worker);
 }
 
 
@@ -328,6 +594,8 @@ main(void)
     test_long_exit_message(ctx);
     test_stale(ctx, processing);
     test_error_half_way(ctx, processing);
+    test_runs(ctx, processing);
+    test_same_row(ctx, processing);
     test_killed(ctx, processing);
 
     return CHECK_DONE("test_webhooks");
