@@ -7,9 +7,10 @@
  * held after that is PB_AUDIT_RETRY: the worker keeps the payload in Redis
  * and tries again.  Needs SQLite >= 3.24 (upsert) with JSON functions.
  *
- * The two upserts are prepared once per handle and reused: preparing
- * that SQL cost more than running it.  A batch is one BEGIN IMMEDIATE ...
- * COMMIT, so its rows share one WAL fsync.
+ * The upserts are prepared once per handle and reused: preparing that
+ * SQL cost more than running it.  A batch is one BEGIN IMMEDIATE ...
+ * COMMIT, so its rows share one WAL fsync, and its updates go
+ * PB_SQLITE_ROWS to a statement.
  */
 
 #include <stdio.h>
@@ -28,9 +29,20 @@
 
 #define T  "service_audit_logs."
 
+/*
+ * Updates of a batch go PB_SQLITE_ROWS to a statement: each execution of
+ * the upsert costs about as much again as the row it writes (the
+ * statement's start and end, the AUTOINCREMENT counter read and written
+ * back), so rows share it.  A multi-row INSERT applies its rows one after
+ * the other, a row conflicting with one before it included, exactly as
+ * the statements one by one would.
+ */
+#define PB_SQLITE_ROWS  16
+
 typedef struct {
     sqlite3       *db;
     sqlite3_stmt  *apply;       /* prepared on first use, then reused */
+    sqlite3_stmt  *apply_rows;  /* the same for PB_SQLITE_ROWS rows */
     sqlite3_stmt  *reset;
     char           now[32];     /* the time the statements write */
 } pb_sqlite_t;
@@ -64,12 +76,17 @@ pb_sqlite_now(pb_sqlite_t *h)
  * through json(), minified as json_patch writes it, which the WHERE
  * compares as text.
  */
-static const char pb_sqlite_apply_sql[] =
-    "INSERT INTO service_audit_logs (job_id, service_name, agent_id, status,"
-    " phantom_container_id, webhook_payload, metadata, created_at,"
-    " updated_at)"
-    " VALUES (?1, '" PB_AUDIT_SERVICE_NAME "', ?2, ?3, ?4, ?5,"
-    " json(COALESCE(?6, '{}')), ?7, ?7)"
+#define PB_SQLITE_APPLY_INTO                                                \
+    "INSERT INTO service_audit_logs (job_id, service_name, agent_id, status," \
+    " phantom_container_id, webhook_payload, metadata, created_at,"           \
+    " updated_at) VALUES "
+
+/* One row's values (printf): its five parameters, then the time's. */
+#define PB_SQLITE_APPLY_ROW                                                 \
+    "(?%d, '" PB_AUDIT_SERVICE_NAME "', ?%d, ?%d, ?%d, ?%d,"                  \
+    " json(COALESCE(?%d, '{}')), ?%d, ?%d)"
+
+static const char pb_sqlite_apply_upsert[] =
     " ON CONFLICT (job_id) DO UPDATE SET"
     " agent_id = COALESCE(excluded.agent_id, " T "agent_id),"
     " status = CASE WHEN " PB_AUDIT_RANK_SQL("excluded.status")
@@ -91,6 +108,36 @@ static const char pb_sqlite_apply_sql[] =
         " AND excluded.webhook_payload IS NOT " T "webhook_payload)"
     " OR json_patch(COALESCE(" T "metadata, '{}'), excluded.metadata)"
         " IS NOT COALESCE(" T "metadata, '{}')";
+
+/*
+ * The upsert of rows rows (malloc'd text, NULL out of memory): row k's
+ * parameters are ?6k+1 .. ?6k+6 (job_id, agent, status, container,
+ * payload, metadata), the time, shared, is ?6*rows+1.
+ */
+static char *
+pb_sqlite_apply_text(int rows)
+{
+    char    *sql, *p;
+    size_t   cap;
+    int      k, t = 6 * rows + 1;
+
+    cap = sizeof(PB_SQLITE_APPLY_INTO) + sizeof(pb_sqlite_apply_upsert)
+          + (size_t) rows * (sizeof(PB_SQLITE_APPLY_ROW) + 64);
+    sql = malloc(cap);
+    if (sql == NULL) {
+        return NULL;
+    }
+
+    p = sql + snprintf(sql, cap, "%s", PB_SQLITE_APPLY_INTO);
+    for (k = 0; k < rows; k++) {
+        p += snprintf(p, cap - (size_t) (p - sql), "%s" PB_SQLITE_APPLY_ROW,
+                      k > 0 ? ", " : "", 6 * k + 1, 6 * k + 2, 6 * k + 3,
+                      6 * k + 4, 6 * k + 5, 6 * k + 6, t, t);
+    }
+    snprintf(p, cap - (size_t) (p - sql), "%s", pb_sqlite_apply_upsert);
+
+    return sql;
+}
 
 /* Back to pending, only from a failed status (see pb_audit_reset). */
 static const char pb_sqlite_reset_sql[] =
@@ -410,38 +457,73 @@ pb_sqlite_fail(sqlite3 *db, int rc, const char *job_id, char *err,
 }
 
 /*
- * Runs one op with the handle's prepared statement for it (prepared on
- * first use: before the migrations the table may not exist yet).  The
- * texts are bound without a copy and unbound again before returning.
+ * The handle's statement *cached, prepared on first use (before the
+ * migrations the table may not exist yet) from sql, or when sql is NULL
+ * as the upsert of rows rows.
+ */
+static int
+pb_sqlite_prepare(pb_sqlite_t *h, sqlite3_stmt **cached, const char *sql,
+    int rows)
+{
+    char  *text = NULL;
+    int    rc;
+
+    if (*cached != NULL) {
+        return SQLITE_OK;
+    }
+
+    if (sql == NULL) {
+        text = pb_sqlite_apply_text(rows);
+        if (text == NULL) {
+            return SQLITE_NOMEM;
+        }
+        sql = text;
+    }
+
+    rc = sqlite3_prepare_v3(h->db, sql, -1, SQLITE_PREPARE_PERSISTENT, cached,
+                            NULL);
+    free(text);
+
+    return rc;
+}
+
+/*
+ * Runs ops[0..rows) with one statement: rows updates (1 or
+ * PB_SQLITE_ROWS), or one reset.  The texts are bound without a copy and
+ * unbound again before returning.
  */
 static pb_audit_rc_t
-pb_sqlite_step(pb_sqlite_t *h, const pb_audit_op_t *op, char *err,
+pb_sqlite_run(pb_sqlite_t *h, const pb_audit_op_t *ops, int rows, char *err,
     size_t err_len)
 {
-    const pb_audit_update_t   *u = &op->u;
-    sqlite3_stmt             **cached;
-    const char                *values[PB_AUDIT_MAX_PARAMS + 1];
-    pb_audit_rc_t              arc;
-    int                        rc, n, i;
+    sqlite3_stmt  **cached;
+    const char     *values[PB_AUDIT_MAX_PARAMS];
+    pb_audit_rc_t   arc;
+    int             rc, n, i, k, at = 1;
 
-    cached = op->reset ? &h->reset : &h->apply;
-    n = pb_audit_op_params(op, values);
+    if (ops[0].reset) {
+        cached = &h->reset;
+        rc = pb_sqlite_prepare(h, cached, pb_sqlite_reset_sql, 1);
+    } else {
+        cached = rows == 1 ? &h->apply : &h->apply_rows;
+        rc = pb_sqlite_prepare(h, cached, NULL, rows);
+    }
 
-    if (*cached == NULL) {
-        rc = sqlite3_prepare_v3(h->db,
-                 op->reset ? pb_sqlite_reset_sql : pb_sqlite_apply_sql, -1,
-                 SQLITE_PREPARE_PERSISTENT, cached, NULL);
-        if (rc != SQLITE_OK) {
-            return pb_sqlite_fail(h->db, rc, u->job_id, err, err_len);
+    if (rc != SQLITE_OK) {
+        return pb_sqlite_fail(h->db, rc, ops[0].u.job_id, err, err_len);
+    }
+
+    for (k = 0; k < rows && rc == SQLITE_OK; k++) {
+        n = pb_audit_op_params(&ops[k], values);
+        for (i = 0; i < n && rc == SQLITE_OK; i++) {
+            rc = sqlite3_bind_text(*cached, at++, values[i], -1,
+                                   SQLITE_STATIC);
         }
     }
 
-    /* the timestamp comes after the op's own parameters */
-    values[n++] = h->now;
-
-    rc = SQLITE_OK;
-    for (i = 0; i < n && rc == SQLITE_OK; i++) {
-        rc = sqlite3_bind_text(*cached, i + 1, values[i], -1, SQLITE_STATIC);
+    /* the time comes after the rows' own parameters */
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_bind_text(*cached, at, h->now, -1, SQLITE_STATIC);
     }
 
     if (rc == SQLITE_OK) {
@@ -449,7 +531,7 @@ pb_sqlite_step(pb_sqlite_t *h, const pb_audit_op_t *op, char *err,
     }
 
     arc = rc == SQLITE_DONE ? PB_AUDIT_OK
-                            : pb_sqlite_fail(h->db, rc, u->job_id, err,
+                            : pb_sqlite_fail(h->db, rc, ops[0].u.job_id, err,
                                              err_len);
 
     sqlite3_reset(*cached);
@@ -464,7 +546,20 @@ pb_sqlite_op(void *handle, const pb_audit_op_t *op, char *err,
 {
     pb_sqlite_now(handle);
 
-    return pb_sqlite_step(handle, op, err, err_len);
+    return pb_sqlite_run(handle, op, 1, err, err_len);
+}
+
+/* PB_SQLITE_ROWS when that many updates start ops[0..n), else 1. */
+static int
+pb_sqlite_rows(const pb_audit_op_t *ops, size_t n)
+{
+    size_t  k;
+
+    for (k = 0; k < PB_SQLITE_ROWS && k < n && !ops[k].reset; k++) {
+        /* count them */
+    }
+
+    return k == PB_SQLITE_ROWS ? PB_SQLITE_ROWS : 1;
 }
 
 static pb_audit_rc_t
@@ -473,7 +568,7 @@ pb_sqlite_batch(void *handle, const pb_audit_op_t *ops, size_t n,
 {
     pb_sqlite_t    *h = handle;
     pb_audit_rc_t   rc;
-    size_t          i;
+    size_t          i, j, k;
     int             src;
 
     *bad = n;
@@ -490,9 +585,21 @@ pb_sqlite_batch(void *handle, const pb_audit_op_t *ops, size_t n,
     pb_sqlite_now(h);
 
     rc = PB_AUDIT_OK;
-    for (i = 0; i < n && rc == PB_AUDIT_OK; i++) {
-        rc = pb_sqlite_step(h, &ops[i], err, err_len);
-        if (rc != PB_AUDIT_OK) {
+    for (i = 0; i < n && rc == PB_AUDIT_OK; i += k) {
+        k = (size_t) pb_sqlite_rows(&ops[i], n - i);
+        rc = pb_sqlite_run(h, &ops[i], (int) k, err, err_len);
+
+        if (rc == PB_AUDIT_FAIL && k > 1) {
+            /* a row of them was refused and SQLite undid the statement:
+             * again one by one, which names it */
+            rc = PB_AUDIT_OK;
+            for (j = 0; j < k && rc == PB_AUDIT_OK; j++) {
+                rc = pb_sqlite_run(h, &ops[i + j], 1, err, err_len);
+                *bad = i + j;
+            }
+            *bad = rc == PB_AUDIT_OK ? n : *bad;
+
+        } else if (rc != PB_AUDIT_OK) {
             *bad = i;
         }
     }
@@ -521,6 +628,7 @@ pb_sqlite_close(void *handle)
     pb_sqlite_t  *h = handle;
 
     sqlite3_finalize(h->apply);
+    sqlite3_finalize(h->apply_rows);
     sqlite3_finalize(h->reset);
     sqlite3_close(h->db);
     free(h);

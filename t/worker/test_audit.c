@@ -331,7 +331,7 @@ typedef struct {
     int          reset;
 } op_spec_t;
 
-#define MAX_OPS  16
+#define MAX_OPS  64
 
 typedef struct {
     size_t         n;
@@ -478,6 +478,114 @@ test_batch(const db_t *db)
     pb_audit_close(a);
 }
 
+/* The table's contents as one string, the times left out. */
+static char *
+contents(const db_t *db)
+{
+    static const char  row[] =
+        "job_id || '|' || COALESCE(status, '~') || '|'"
+        " || COALESCE(agent_id, '~') || '|'"
+        " || COALESCE(phantom_container_id, '~') || '|'"
+        " || COALESCE(CAST(webhook_payload AS text), '~') || '|'"
+        " || COALESCE(CAST(metadata AS text), '~')";
+    char               sql[600];
+
+    if (db->pg) {
+        snprintf(sql, sizeof(sql), "SELECT string_agg(%s, E'\\n'"
+                 " ORDER BY job_id) FROM service_audit_logs", row);
+    } else {
+        snprintf(sql, sizeof(sql), "SELECT group_concat(r, char(10)) FROM"
+                 " (SELECT %s AS r FROM service_audit_logs ORDER BY job_id)",
+                 row);
+    }
+
+    return query(db, sql, NULL);
+}
+
+/*
+ * A batch long enough for the statements of many rows (SQLite's updates
+ * go 16 to a statement; PostgreSQL's one by one): jobs whose rows follow
+ * each other inside one statement, a reset between them, the same result
+ * as the calls one by one; a row refused in the middle of such a
+ * statement is named exactly, and nothing of the batch is written.
+ */
+static void
+test_batch_rows(const db_t *db)
+{
+    op_spec_t    spec[48];
+    char         meta[48][64];
+    const char  *statuses[] = { "pending", "phantom_launched",
+                                "webhook_received", "success" };
+    pb_audit_t  *a = open_migrated(db);
+    batch_t      b;
+    size_t       i, bad = 0;
+    char        *one, *many;
+
+    if (a == NULL) {
+        return;
+    }
+
+    /* twelve jobs, four rows each, the rows of three jobs interleaved */
+    for (i = 0; i < 48; i++) {
+        static const char  *jobs[] = { "r0", "r1", "r2", "r3", "r4", "r5",
+                                       "r6", "r7", "r8", "r9", "r10",
+                                       "r11" };
+
+        snprintf(meta[i], sizeof(meta[i]), "{\"step\":%zu,\"k%zu\":1}", i,
+                 i % 4);
+        memset(&spec[i], 0, sizeof(spec[i]));
+        spec[i].job = jobs[(i / 12) * 3 + i % 3];
+        spec[i].agent = "ag";
+        spec[i].status = statuses[(i % 12) / 3];
+        spec[i].container = (i % 12) / 3 > 0 ? "c" : NULL;
+        spec[i].payload = (i % 12) / 3 == 2 ? PAYLOAD_OK : NULL;
+        spec[i].metadata = meta[i];
+    }
+    spec[19].status = "dead_lettered";  /* r4 */
+    spec[22].reset = 1;                 /* r4 back to pending */
+
+    make_batch(&b, spec, 48, "one-");
+    for (i = 0; i < b.n; i++) {
+        err[0] = '\0';
+        CHECK_RC(b.ops[i].reset
+                 ? pb_audit_reset(a, b.ops[i].u.job_id, b.ops[i].u.metadata,
+                                  err, sizeof(err))
+                 : pb_audit_apply(a, &b.ops[i].u, err, sizeof(err)),
+                 PB_AUDIT_OK);
+    }
+    one = contents(db);
+    CHECK(one != NULL && count_rows(db) == 12);
+    run_sql(db, "DELETE FROM service_audit_logs");
+
+    make_batch(&b, spec, 48, "one-");
+    CHECK_RC(apply_batch(a, &b, b.n, &bad), PB_AUDIT_OK);
+    CHECK(bad == b.n);
+    many = contents(db);
+    CHECK(one != NULL && many != NULL && strcmp(one, many) == 0);
+    CHECK_STR(col(db, "status", "one-r4"), "pending");
+    CHECK_STR(col(db, "status", "one-r5"), "success");
+    CHECK_STR(col(db, "metadata->>'k3'", "one-r0"), "1");
+    free(one);
+    free(many);
+
+    /* refused by the database in the middle of a statement of 16 */
+    run_sql(db, "DELETE FROM service_audit_logs");
+    make_batch(&b, spec, 48, "bad-");
+    b.ops[29].u.metadata = "{bad";
+    CHECK_RC(apply_batch(a, &b, b.n, &bad), PB_AUDIT_FAIL);
+    CHECK(bad == 29);
+    CHECK(count_rows(db) == 0);
+
+    /* the rows before it on their own, then the rest after it */
+    CHECK_RC(apply_batch(a, &b, 29, &bad), PB_AUDIT_OK);
+    b.ops[29].u.metadata = "{}";
+    CHECK_RC(pb_audit_apply_batch(a, &b.ops[29], b.n - 29, &bad, err,
+                                  sizeof(err)), PB_AUDIT_OK);
+    CHECK(count_rows(db) == 12);
+
+    pb_audit_close(a);
+}
+
 /*
  * A row the database refuses fails its batch as a whole (nothing of it is
  * written) and is named, so the caller can write the others around it.
@@ -488,7 +596,7 @@ test_batch_bad_row(const db_t *db)
     static const op_spec_t  spec[] = {
         { "a", "ag", "pending", NULL, NULL, NULL, 0 },
         { "b", "ag", "pending", NULL, NULL, "{\"queue_position\":1}", 0 },
-        { "a", "ag", "webhook_received", "ca", "{not json", NULL, 0 },
+        { "a", "ag", "webhook_received", "ca", NULL, "{not json", 0 },
         { "c", "ag", "pending", NULL, NULL, NULL, 0 },
     };
     pb_audit_t  *a = open_migrated(db);
@@ -508,6 +616,11 @@ test_batch_bad_row(const db_t *db)
     CHECK(count_rows(db) == 0);
 
     /* refused by the checks before the database sees anything */
+    b.ops[2].u.metadata = NULL;
+    b.ops[2].u.webhook_payload = "{not json";
+    CHECK_RC(apply_batch(a, &b, b.n, &bad), PB_AUDIT_FAIL);
+    CHECK(bad == 2);
+    CHECK(strstr(err, "not valid JSON") != NULL);
     b.ops[2].u.webhook_payload = NULL;
     b.ops[1].u.status = "running";
     CHECK_RC(apply_batch(a, &b, b.n, &bad), PB_AUDIT_FAIL);
@@ -1529,6 +1642,7 @@ main(void)
         { "migrate_sh", test_migrate_sh },
         { "batch", test_batch },
         { "batch_bad_row", test_batch_bad_row },
+        { "batch_rows", test_batch_rows },
         { "batch_replay", test_batch_replay },
     };
     const char  *skip_pg;
