@@ -61,10 +61,6 @@ ngx_http_phantombuster_handler(ngx_http_request_t *r)
 
     ngx_http_set_ctx(r, ctx, ngx_http_phantombuster_module);
 
-    if (ngx_http_phantombuster_redact(r) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_phantombuster_module);
 
     if (r->method != NGX_HTTP_POST) {
@@ -172,8 +168,24 @@ ngx_http_phantombuster_refuse_handler(ngx_http_request_t *r)
 /*
  * nginx appends the request line to every error log line about a request,
  * and $request puts it in the access log: mask the "secret" argument there
- * so that no log line written after this point shows it.
+ * so that no log line written after this point shows it.  It runs in the
+ * POST_READ phase, on every request of a configuration with a webhook
+ * location: the location is not known yet, and nginx itself logs the
+ * request line before any content handler runs, e.g. when a Content-Length
+ * over client_max_body_size is refused with 413.  Only the copy that is
+ * logged changes; $args and the request keep the secret.
  */
+
+ngx_int_t
+ngx_http_phantombuster_redact_handler(ngx_http_request_t *r)
+{
+    if (ngx_http_phantombuster_redact(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_DECLINED;
+}
+
 
 static ngx_int_t
 ngx_http_phantombuster_redact(ngx_http_request_t *r)

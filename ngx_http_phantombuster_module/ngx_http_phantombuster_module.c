@@ -46,6 +46,7 @@ static char *ngx_http_phantombuster_max_queue(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static ngx_http_phantombuster_redis_t *ngx_http_phantombuster_add_redis(
     ngx_conf_t *cf, ngx_str_t *address, ngx_uint_t db, ngx_str_t *password);
+static ngx_int_t ngx_http_phantombuster_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_phantombuster_init_process(ngx_cycle_t *cycle);
 static void ngx_http_phantombuster_exit_process(ngx_cycle_t *cycle);
 
@@ -156,7 +157,7 @@ static ngx_command_t  ngx_http_phantombuster_commands[] = {
 
 static ngx_http_module_t  ngx_http_phantombuster_module_ctx = {
     ngx_http_phantombuster_add_variables,  /* preconfiguration */
-    ngx_http_phantombuster_status_init,    /* postconfiguration */
+    ngx_http_phantombuster_init,           /* postconfiguration */
 
     ngx_http_phantombuster_create_main_conf, /* create main configuration */
     ngx_http_phantombuster_init_main_conf, /* init main configuration */
@@ -437,7 +438,8 @@ ngx_http_phantombuster_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_phantombuster_loc_conf_t *plcf = conf;
 
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_http_core_loc_conf_t            *clcf;
+    ngx_http_phantombuster_main_conf_t  *pmcf;
 
     if (plcf->enable) {
         return "is duplicate";
@@ -451,6 +453,10 @@ ngx_http_phantombuster_webhook(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     clcf->handler = ngx_http_phantombuster_handler;
     plcf->enable = 1;
+
+    pmcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_phantombuster_module);
+    pmcf->webhooks = 1;
 
     return NGX_CONF_OK;
 }
@@ -896,6 +902,36 @@ ngx_http_phantombuster_max_queue(ngx_conf_t *cf, ngx_command_t *cmd,
     plcf->max_queue = n;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * With a webhook location anywhere, secrets are masked in the request line
+ * from the first phase on (see ngx_http_phantombuster_redact()).
+ */
+
+static ngx_int_t
+ngx_http_phantombuster_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt                 *h;
+    ngx_http_core_main_conf_t           *cmcf;
+    ngx_http_phantombuster_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_phantombuster_module);
+
+    if (pmcf->webhooks) {
+        cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+        h = ngx_array_push(&cmcf->phases[NGX_HTTP_POST_READ_PHASE].handlers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        *h = ngx_http_phantombuster_redact_handler;
+    }
+
+    return ngx_http_phantombuster_status_init(cf);
 }
 
 

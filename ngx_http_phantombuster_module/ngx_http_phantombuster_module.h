@@ -24,6 +24,7 @@
 
 typedef struct {
     ngx_array_t                        servers;    /* redis_t * */
+    ngx_flag_t                         webhooks;   /* a webhook location */
     ngx_int_t                          request_id_index;
     u_char                             script_sha[41];
 } ngx_http_phantombuster_main_conf_t;
@@ -57,6 +58,7 @@ typedef struct {
 
 
 ngx_int_t ngx_http_phantombuster_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_phantombuster_redact_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_phantombuster_send(ngx_http_request_t *r,
     ngx_uint_t status, u_char *body, size_t len);
 ngx_uint_t ngx_http_phantombuster_secret_equal(ngx_str_t *expected,

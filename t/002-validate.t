@@ -302,10 +302,17 @@ X-Webhook-Secret: nope
 --- response_body chomp
 {"error":"json nested too deeply"}
 
-=== TEST 39: a body over client_max_body_size is 413
+=== TEST 39: a body over client_max_body_size is 413, logged without the secret
 --- request eval
 "POST /hook?secret=s3cret\n" . t::PB::payload(resultObject => "x" x 5000)
+--- log_level: info
 --- error_code: 413
+--- error_log
+client intended to send too large body
+secret=***
+--- no_error_log
+s3cret
+[alert]
 
 === TEST 40: a chunked body over client_max_body_size is 413
 --- raw_request eval
@@ -316,7 +323,13 @@ Connection: close\r
 Transfer-Encoding: chunked\r
 \r
 " . sprintf("%x", length $body) . "\r\n$body\r\n0\r\n\r\n"
+--- log_level: info
 --- error_code: 413
+--- error_log
+client intended to send too large chunked body
+--- no_error_log
+s3cret
+[alert]
 
 
 
@@ -334,3 +347,25 @@ t::PB::expect(len => [0, 0]);
 s3cret
 guessed-secret
 [alert]
+
+
+
+=== TEST 42: a secret of another location's query is masked in the logs too
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+        phantombuster_secret s3cret;
+    }
+    location = /other {
+        root /nonexistent-pb-root;
+    }
+--- request
+GET /other?a=1&secret=s3cret&b=2
+--- log_level: info
+--- error_code: 404
+--- error_log
+request: "GET /other?a=1&secret=***&b=2 HTTP/1.1"
+--- no_error_log
+s3cret
+
