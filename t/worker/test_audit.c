@@ -367,23 +367,11 @@ apply_batch(pb_audit_t *a, const batch_t *b, size_t n, size_t *bad)
     return pb_audit_apply_batch(a, b->ops, n, bad, err, sizeof(err));
 }
 
-/*
- * The whole table as one string, every column as text, in job_id order
- * (updated_at only when asked): two equal snapshots mean nothing changed.
- */
+/* The rows as one string, each row's expression row, in job_id order. */
 static char *
-snapshot(const db_t *db, int with_updated_at)
+aggregate(const db_t *db, const char *row)
 {
-    char  row[600], sql[900];
-
-    snprintf(row, sizeof(row),
-             "job_id || '|' || COALESCE(status, '~') || '|'"
-             " || COALESCE(agent_id, '~') || '|'"
-             " || COALESCE(phantom_container_id, '~') || '|'"
-             " || COALESCE(CAST(webhook_payload AS text), '~') || '|'"
-             " || COALESCE(CAST(metadata AS text), '~') || '|'"
-             " || CAST(created_at AS text)%s",
-             with_updated_at ? " || '|' || CAST(updated_at AS text)" : "");
+    char  sql[1024];
 
     if (db->pg) {
         snprintf(sql, sizeof(sql), "SELECT string_agg(%s, E'\\n'"
@@ -397,12 +385,55 @@ snapshot(const db_t *db, int with_updated_at)
     return query(db, sql, NULL);
 }
 
+#define CONTENTS_SQL                                                        \
+    "job_id || '|' || COALESCE(status, '~') || '|'"                         \
+    " || COALESCE(agent_id, '~') || '|'"                                    \
+    " || COALESCE(phantom_container_id, '~') || '|'"                        \
+    " || COALESCE(CAST(webhook_payload AS text), '~') || '|'"               \
+    " || COALESCE(CAST(metadata AS text), '~')"
+
+/* The table's contents as one string, the times left out. */
+static char *
+contents(const db_t *db)
+{
+    return aggregate(db, CONTENTS_SQL);
+}
+
+/*
+ * The whole table as one string, every column as text, in job_id order
+ * (updated_at only when asked): two equal snapshots mean nothing changed.
+ */
+static char *
+snapshot(const db_t *db, int with_updated_at)
+{
+    return aggregate(db, with_updated_at
+        ? CONTENTS_SQL " || '|' || CAST(created_at AS text)"
+          " || '|' || CAST(updated_at AS text)"
+        : CONTENTS_SQL " || '|' || CAST(created_at AS text)");
+}
+
 static void
 pause_ms(long ms)
 {
     struct timespec  ts = { ms / 1000, (ms % 1000) * 1000000L };
 
     nanosleep(&ts, NULL);
+}
+
+/* The ops of a batch with the calls one by one, each expected to pass. */
+static void
+apply_one_by_one(pb_audit_t *a, const batch_t *b)
+{
+    size_t  i;
+
+    for (i = 0; i < b->n; i++) {
+        err[0] = '\0';
+        CHECK_RC(b->ops[i].reset
+                 ? pb_audit_reset(a, b->ops[i].u.job_id, b->ops[i].u.metadata,
+                                  err, sizeof(err))
+                 : pb_audit_apply(a, &b->ops[i].u, err, sizeof(err)),
+                 PB_AUDIT_OK);
+    }
 }
 
 /* A life with a dead letter and its retry, and a webhook nobody owns. */
@@ -430,7 +461,7 @@ test_batch(const db_t *db)
 {
     pb_audit_t  *a = open_migrated(db);
     batch_t      b;
-    size_t       i, bad = 99;
+    size_t       bad = 99;
     const char  *jobs[] = { "j", "k", "container:9" };
     const char  *cols[] = { "status", "agent_id", "phantom_container_id",
                             "CAST(webhook_payload AS text)",
@@ -443,14 +474,7 @@ test_batch(const db_t *db)
     }
 
     make_batch(&b, life, NLIFE, "one-");
-    for (i = 0; i < b.n; i++) {
-        err[0] = '\0';
-        CHECK_RC(b.ops[i].reset
-                 ? pb_audit_reset(a, b.ops[i].u.job_id, b.ops[i].u.metadata,
-                                  err, sizeof(err))
-                 : pb_audit_apply(a, &b.ops[i].u, err, sizeof(err)),
-                 PB_AUDIT_OK);
-    }
+    apply_one_by_one(a, &b);
 
     make_batch(&b, life, NLIFE, "many-");
     CHECK_RC(apply_batch(a, &b, b.n, &bad), PB_AUDIT_OK);
@@ -476,30 +500,6 @@ test_batch(const db_t *db)
              PB_AUDIT_OK);
 
     pb_audit_close(a);
-}
-
-/* The table's contents as one string, the times left out. */
-static char *
-contents(const db_t *db)
-{
-    static const char  row[] =
-        "job_id || '|' || COALESCE(status, '~') || '|'"
-        " || COALESCE(agent_id, '~') || '|'"
-        " || COALESCE(phantom_container_id, '~') || '|'"
-        " || COALESCE(CAST(webhook_payload AS text), '~') || '|'"
-        " || COALESCE(CAST(metadata AS text), '~')";
-    char               sql[600];
-
-    if (db->pg) {
-        snprintf(sql, sizeof(sql), "SELECT string_agg(%s, E'\\n'"
-                 " ORDER BY job_id) FROM service_audit_logs", row);
-    } else {
-        snprintf(sql, sizeof(sql), "SELECT group_concat(r, char(10)) FROM"
-                 " (SELECT %s AS r FROM service_audit_logs ORDER BY job_id)",
-                 row);
-    }
-
-    return query(db, sql, NULL);
 }
 
 /*
@@ -545,14 +545,7 @@ test_batch_rows(const db_t *db)
     spec[22].reset = 1;                 /* r4 back to pending */
 
     make_batch(&b, spec, 48, "one-");
-    for (i = 0; i < b.n; i++) {
-        err[0] = '\0';
-        CHECK_RC(b.ops[i].reset
-                 ? pb_audit_reset(a, b.ops[i].u.job_id, b.ops[i].u.metadata,
-                                  err, sizeof(err))
-                 : pb_audit_apply(a, &b.ops[i].u, err, sizeof(err)),
-                 PB_AUDIT_OK);
-    }
+    apply_one_by_one(a, &b);
     one = contents(db);
     CHECK(one != NULL && count_rows(db) == 12);
     run_sql(db, "DELETE FROM service_audit_logs");

@@ -35,29 +35,52 @@ queue_webhook(pb_ctx_t *ctx, long container)
 }
 
 
+/*
+ * One field of every outbox row, oldest row first, joined by spaces ("?"
+ * for a row without it); malloc'd.
+ */
+static char *
+outbox_values(pb_ctx_t *ctx, const char *field)
+{
+    char        *out, *p;
+    size_t       i;
+    json_t      *row;
+    const char  *v;
+    redisReply  *r = pb_redis_cmd(ctx->redis, "LRANGE %s 0 -1",
+                                  PB_KEY_OUTBOX);
+
+    i = r != NULL && r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+    out = p = calloc(1, 32 * i + 1);
+
+    /* the newest row is at the head */
+    for ( ; out != NULL && i > 0; i--) {
+        row = json_loads(r->element[i - 1]->str, 0, NULL);
+        v = json_string_value(json_object_get(row, field));
+        p += snprintf(p, 32, "%s%.30s", p > out ? " " : "", v ? v : "?");
+        json_decref(row);
+    }
+    freeReplyObject(r);
+
+    return out;
+}
+
+
 /* 1 when the outbox holds exactly containers first..last, oldest first. */
 static int
 outbox_in_order(pb_ctx_t *ctx, long first, long last)
 {
-    int          ok;
-    long         i, c;
-    json_t      *row;
-    const char  *s;
-    redisReply  *r = pb_redis_cmd(ctx->redis, "LRANGE %s 0 -1",
-                                  PB_KEY_OUTBOX);
+    char  *got = outbox_values(ctx, "container_id");
+    char  *want = calloc(1, 24 * (size_t) (last - first + 1) + 1), *p = want;
+    long   c;
+    int    ok;
 
-    ok = r != NULL && r->type == REDIS_REPLY_ARRAY
-         && (long) r->elements == last - first + 1;
-
-    /* the newest row is at the head */
-    for (i = 0; ok && i < (long) r->elements; i++) {
-        row = json_loads(r->element[r->elements - 1 - i]->str, 0, NULL);
-        s = json_string_value(json_object_get(row, "container_id"));
-        c = s ? strtol(s, NULL, 10) : -1;
-        ok = c == first + i;
-        json_decref(row);
+    for (c = first; want != NULL && c <= last; c++) {
+        p += snprintf(p, 24, "%s%ld", c > first ? " " : "", c);
     }
-    freeReplyObject(r);
+
+    ok = got != NULL && want != NULL && strcmp(got, want) == 0;
+    free(got);
+    free(want);
 
     return ok;
 }
@@ -259,6 +282,24 @@ test_stale(pb_ctx_t *ctx, const char *processing)
 
 
 /*
+ * Containers 1, 2 and 3 queued, 2 owned by a job whose key is of the
+ * wrong type: the webhooks script fails on it.
+ */
+static void
+broken_batch(pb_ctx_t *ctx)
+{
+    test_flush(ctx);
+    queue_webhook(ctx, 1);
+    queue_webhook(ctx, 2);
+    queue_webhook(ctx, 3);
+    freeReplyObject(pb_redis_cmd(ctx->redis, "HSET %s 2 broken",
+                                 PB_KEY_CONTAINERS));
+    freeReplyObject(pb_redis_cmd(ctx->redis, "SET %sbroken x",
+                                 PB_KEY_JOB_PREFIX));
+}
+
+
+/*
  * A script error half way through a batch (here a job key of the wrong
  * type).  A step applies a batch in runs (containers nobody owns the
  * cheap way, the others through the webhooks script): the runs before the
@@ -278,14 +319,7 @@ test_error_half_way(pb_ctx_t *ctx, const char *processing)
     char               containers[3][8];
     size_t             i;
 
-    test_flush(ctx);
-    queue_webhook(ctx, 1);
-    queue_webhook(ctx, 2);
-    queue_webhook(ctx, 3);
-    freeReplyObject(pb_redis_cmd(ctx->redis, "HSET %s 2 broken",
-                                 PB_KEY_CONTAINERS));
-    freeReplyObject(pb_redis_cmd(ctx->redis, "SET %sbroken x",
-                                 PB_KEY_JOB_PREFIX));
+    broken_batch(ctx);
 
     CHECK(pb_webhooks_step(ctx, 10) == -1, "error: reported");
     CHECK(test_int(ctx, "LLEN %s", processing) == 2,
@@ -302,14 +336,7 @@ test_error_half_way(pb_ctx_t *ctx, const char *processing)
           "that owns it, 3 audited)");
 
     /* the three through the webhooks script, as one run */
-    test_flush(ctx);
-    queue_webhook(ctx, 1);
-    queue_webhook(ctx, 2);
-    queue_webhook(ctx, 3);
-    freeReplyObject(pb_redis_cmd(ctx->redis, "HSET %s 2 broken",
-                                 PB_KEY_CONTAINERS));
-    freeReplyObject(pb_redis_cmd(ctx->redis, "SET %sbroken x",
-                                 PB_KEY_JOB_PREFIX));
+    broken_batch(ctx);
     for (i = 0; i < 3; i++) {
         freeReplyObject(pb_redis_cmd(ctx->redis, "LMOVE %s %s RIGHT LEFT",
                                      QUEUE, processing));
@@ -365,31 +392,6 @@ running_job(pb_ctx_t *ctx, const char *container)
 }
 
 
-/* The job ids of the outbox's rows, oldest first, joined by spaces. */
-static const char *
-outbox_jobs(pb_ctx_t *ctx)
-{
-    static char  buf[1024];
-    size_t       i, n = 0;
-    json_t      *row;
-    const char  *id;
-    redisReply  *r = pb_redis_cmd(ctx->redis, "LRANGE %s 0 -1",
-                                  PB_KEY_OUTBOX);
-
-    buf[0] = '\0';
-    for (i = r != NULL ? r->elements : 0; i > 0; i--) {
-        row = json_loads(r->element[i - 1]->str, 0, NULL);
-        id = json_string_value(json_object_get(row, "job_id"));
-        n += (size_t) snprintf(buf + n, sizeof(buf) - n, "%s%s",
-                               n ? " " : "", id ? id : "?");
-        json_decref(row);
-    }
-    freeReplyObject(r);
-
-    return buf;
-}
-
-
 /*
  * The cheap way (containers nobody owns: the worker's rows, a check in
  * Redis) and the full one (the webhooks script) in one batch: applied in
@@ -406,6 +408,7 @@ test_runs(pb_ctx_t *ctx, const char *processing)
     const char        seen = 1;
     redisReply       *r;
     long long         outbox;
+    char             *jobs;
 
     /* a batch of three runs: nobody's, a running job's, nobody's */
     test_flush(ctx);
@@ -417,8 +420,11 @@ test_runs(pb_ctx_t *ctx, const char *processing)
     CHECK(pb_webhooks_step(ctx, 10) == 3
           && test_int(ctx, "LLEN %s", processing) == 0,
           "three runs, one step");
-    CHECK(strcmp(outbox_jobs(ctx), "container:1 j500 j500 container:3") == 0,
+    jobs = outbox_values(ctx, "job_id");
+    CHECK(jobs != NULL
+          && strcmp(jobs, "container:1 j500 j500 container:3") == 0,
           "their audit rows in the order of the webhooks");
+    free(jobs);
     CHECK(strcmp(test_hget(ctx, PB_KEY_JOB_PREFIX "j500", "state"), "done")
           == 0 && strcmp(test_hget(ctx, PB_KEY_METRICS, "webhooks"), "3")
           == 0 && strcmp(test_hget(ctx, PB_KEY_METRICS, "webhooks_unknown"),
