@@ -3,7 +3,8 @@
 # BENCH_QUEUE_N webhook envelopes (module format, containers no job owns,
 # so each becomes one audit row "container:<id>") are pushed with
 # redis-cli --pipe while pb-worker is stopped; then pb-worker is started and
-# timed until every row is in service_audit_logs.  Compared with the same
+# timed until it has written every row (its audit_written counter), and
+# the rows are counted in service_audit_logs.  Compared with the same
 # rows INSERTed by sqlite3 / psql in one transaction.  pb-worker runs on
 # CPU_CLI, Redis and the database on CPU_SRV.  A backend that has not
 # finished after BENCH_QUEUE_MAX_S seconds is stopped there and its rate
@@ -103,11 +104,15 @@ q_drain() {
         2>>"$Q_DIR/worker-$backend.log" &
     pid=$!
     BG_PIDS+=("$pid")
-    local capped=0
+    # The end: the worker's audit_written counter (bumped in Redis right
+    # after each commit) reaching N, polled every 50 ms; a redis-cli call
+    # costs far less than counting rows in the database, which a poll that
+    # fine would slow the drain with (the rows are counted once at the end).
+    local capped=0 written
     while :; do
-        sleep 0.25
-        rows=$(q_rows "$backend" "$target")
-        [ "$rows" -ge "$n" ] && break
+        sleep 0.05
+        written=$(rcli HGET phantombuster:metrics audit_written)
+        [ "${written:-0}" -ge "$n" ] && break
         if ! kill -0 "$pid" 2>/dev/null; then
             tail -5 "$Q_DIR/worker-$backend.log" >&2
             die "pb-worker exited during the drain ($backend)"
