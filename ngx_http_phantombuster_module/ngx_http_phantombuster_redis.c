@@ -46,7 +46,7 @@
 #define NGX_HTTP_PHANTOMBUSTER_MAX_ARGS     32
 
 /* a batch goes out early once its envelopes reach this size */
-#define NGX_HTTP_PHANTOMBUSTER_BATCH_SIZE   (1024 * 1024)
+#define NGX_HTTP_PHANTOMBUSTER_BATCH_SIZE   ((size_t) 1024 * 1024)
 
 /* the push script's argv: command, script, numkeys, queue, dedupe, max */
 #define NGX_HTTP_PHANTOMBUSTER_BATCH_ARGS   (6 + 3 * PB_PUSH_BATCH_MAX)
@@ -955,13 +955,17 @@ ngx_http_phantombuster_redis_script(ngx_http_phantombuster_redis_t *rs,
 
     /* the seen markers, then the shared arguments, then each webhook's */
 
-    k = 4;
     a = 4 + n;
 
-    argv[a] = (const char *) batch->args[NGX_HTTP_PHANTOMBUSTER_ARG_DEDUPE].data;
-    len[a++] = batch->args[NGX_HTTP_PHANTOMBUSTER_ARG_DEDUPE].len;
-    argv[a] = (const char *) batch->args[NGX_HTTP_PHANTOMBUSTER_ARG_MAX].data;
-    len[a++] = batch->args[NGX_HTTP_PHANTOMBUSTER_ARG_MAX].len;
+    for (k = NGX_HTTP_PHANTOMBUSTER_ARG_DEDUPE;
+         k <= NGX_HTTP_PHANTOMBUSTER_ARG_MAX;
+         k++)
+    {
+        argv[a] = (const char *) batch->args[k].data;
+        len[a++] = batch->args[k].len;
+    }
+
+    k = 4;
 
     for (op = batch; op; op = op->next) {
         argv[k] = (const char *) op->args[NGX_HTTP_PHANTOMBUSTER_ARG_SEEN].data;
