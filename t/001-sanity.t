@@ -4,19 +4,27 @@
 use Test::Nginx::Socket 'no_plan';
 use t::PB;
 
-no_shuffle();
-run_tests();
-
-__DATA__
-
-=== TEST 1: a valid webhook is queued and answered 202 with its id
---- config
+our $Config = <<'_EOC_';
     location = /hook {
         phantombuster_webhook;
         phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
         phantombuster_secret s3cret;
         phantombuster_queue pbtest:webhooks;
     }
+_EOC_
+
+add_block_preprocessor(sub {
+    my $block = shift;
+
+    $block->set_value('config', $Config) unless defined $block->config;
+});
+
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: a valid webhook is queued and answered 202 with its id
 --- init
 t::PB::expect(len => 1, check => sub {
     my ($block, $body) = @_;
@@ -100,13 +108,6 @@ t::PB::expect(len => 2, check => sub {
 
 
 === TEST 4: many webhooks, many distinct ids, one per envelope
---- config
-    location = /hook {
-        phantombuster_webhook;
-        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
-        phantombuster_secret s3cret;
-        phantombuster_queue pbtest:webhooks;
-    }
 --- init
 my @res = t::PB::concurrent('/hook?secret=s3cret',
     [map { t::PB::payload(containerId => 9000 + $_) } 1 .. 40]);
