@@ -60,7 +60,8 @@ rec section=meta finished="$(date +%s)" load_end="$(loadavg)"
 stamp=$(date -u +%Y-%m-%dT%H%M%SZ)
 python3 "$HERE/report.py" --records "$RECORDS" --out "$BENCH/results/$stamp.md" \
     --chart "$BENCH/results/$stamp.png" --data-dir "$B" --root "$ROOT"
-cp "$BENCH/results/$stamp.md" "$BENCH/results/latest.md"
+# latest.md is committed without the dated chart: it shows latest.png
+sed "s|($stamp.png)|(latest.png)|" "$BENCH/results/$stamp.md" >"$BENCH/results/latest.md"
 if [ -f "$BENCH/results/$stamp.png" ]; then
     cp "$BENCH/results/$stamp.png" "$BENCH/results/latest.png"
 fi
