@@ -241,14 +241,20 @@ ngx_http_phantombuster_redis_batch(ngx_http_phantombuster_redis_t *rs,
     ngx_http_phantombuster_op_t *op, size_t size)
 {
     ngx_uint_t                       i;
-    ngx_http_phantombuster_batch_t  *b;
+    ngx_http_phantombuster_batch_t  *b, *empty;
+
+    empty = NULL;
 
     for (i = 0; i < rs->nbatches; i++) {
         b = &rs->batches[i];
 
-        if (b->first == NULL
-            || ngx_http_phantombuster_redis_joins(b->first, op))
-        {
+        if (b->first == NULL) {
+            /* sent early; taken only if no batch of this queue is waiting */
+            empty = empty ? empty : b;
+            continue;
+        }
+
+        if (ngx_http_phantombuster_redis_joins(b->first, op)) {
             if (b->n == PB_PUSH_BATCH_MAX
                 || b->size + size > NGX_HTTP_PHANTOMBUSTER_BATCH_SIZE)
             {
@@ -257,6 +263,10 @@ ngx_http_phantombuster_redis_batch(ngx_http_phantombuster_redis_t *rs,
 
             return b;
         }
+    }
+
+    if (empty) {
+        return empty;
     }
 
     if (rs->nbatches < NGX_HTTP_PHANTOMBUSTER_BATCHES) {

@@ -730,3 +730,58 @@ t::PB::expect(len => 4, check => sub {
 --- request eval
 "POST /hook?secret=s3cret\n" . t::PB::payload(containerId => 74)
 --- error_code: 202
+
+
+
+=== TEST 31: five queues in one pass (one more than the batches kept open)
+--- config
+    location = /q1 {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+        phantombuster_secret s3cret;
+        phantombuster_queue pbtest:q1;
+    }
+    location = /q2 {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+        phantombuster_secret s3cret;
+        phantombuster_queue pbtest:q2;
+    }
+    location = /q3 {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+        phantombuster_secret s3cret;
+        phantombuster_queue pbtest:q3;
+    }
+    location = /q4 {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+        phantombuster_secret s3cret;
+        phantombuster_queue pbtest:q4;
+    }
+    location = /q5 {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+        phantombuster_secret s3cret;
+        phantombuster_queue pbtest:q5;
+    }
+--- init
+t::PB::redis('DEL', map { "pbtest:q$_" } 1 .. 5);
+my @res = t::PB::concurrent([map { "/q$_?secret=s3cret" } 1 .. 5],
+    [map { t::PB::payload(containerId => 700 + $_) } 1 .. 20],
+    one_iteration => 1);
+$t::PB::Stash{codes} = join ',', map { $_->[0] } @res;
+t::PB::expect(len => 5, queue => 'pbtest:q5', check => sub {
+    Test::More::is($t::PB::Stash{codes}, join(',', ('202') x 20),
+                   'all 20 answered 202');
+    for my $q (1 .. 5) {
+        my @ids = map { $_->{payload}{containerId} } t::PB::envelopes("pbtest:q$q");
+        my @want = map { 700 + $_ } grep { ($_ - 1) % 5 == $q - 1 } 1 .. 20;
+        push @want, 799 if $q == 5;
+        Test::More::is(join(',', @ids), join(',', @want),
+                       "queue q$q holds its own, in order");
+    }
+});
+--- request eval
+"POST /q5?secret=s3cret\n" . t::PB::payload(containerId => 799)
+--- error_code: 202
