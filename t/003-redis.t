@@ -734,37 +734,15 @@ t::PB::expect(len => 4, check => sub {
 
 
 === TEST 31: five queues in one pass (one more than the batches kept open)
---- config
-    location = /q1 {
+--- config eval
+join '', map { <<"_EOC_" } 1 .. 5;
+    location = /q$_ {
         phantombuster_webhook;
-        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+        phantombuster_redis 127.0.0.1:\$TEST_NGINX_REDIS_PORT;
         phantombuster_secret s3cret;
-        phantombuster_queue pbtest:q1;
+        phantombuster_queue pbtest:q$_;
     }
-    location = /q2 {
-        phantombuster_webhook;
-        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
-        phantombuster_secret s3cret;
-        phantombuster_queue pbtest:q2;
-    }
-    location = /q3 {
-        phantombuster_webhook;
-        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
-        phantombuster_secret s3cret;
-        phantombuster_queue pbtest:q3;
-    }
-    location = /q4 {
-        phantombuster_webhook;
-        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
-        phantombuster_secret s3cret;
-        phantombuster_queue pbtest:q4;
-    }
-    location = /q5 {
-        phantombuster_webhook;
-        phantombuster_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
-        phantombuster_secret s3cret;
-        phantombuster_queue pbtest:q5;
-    }
+_EOC_
 --- init
 t::PB::redis('DEL', map { "pbtest:q$_" } 1 .. 5);
 my @res = t::PB::concurrent([map { "/q$_?secret=s3cret" } 1 .. 5],
