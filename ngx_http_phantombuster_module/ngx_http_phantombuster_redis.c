@@ -77,6 +77,8 @@ static void ngx_http_phantombuster_redis_flush_batch(
 static ngx_int_t ngx_http_phantombuster_redis_send(
     ngx_http_phantombuster_redis_t *rs, redisAsyncContext *ac,
     ngx_http_phantombuster_op_t *batch);
+static ngx_uint_t ngx_http_phantombuster_redis_length(
+    ngx_http_phantombuster_op_t *batch);
 static ngx_uint_t ngx_http_phantombuster_redis_off(
     ngx_http_phantombuster_op_t *op, ngx_uint_t arg);
 static ngx_int_t ngx_http_phantombuster_redis_transaction(
@@ -683,6 +685,19 @@ ngx_http_phantombuster_redis_send(ngx_http_phantombuster_redis_t *rs,
 }
 
 
+static ngx_uint_t
+ngx_http_phantombuster_redis_length(ngx_http_phantombuster_op_t *batch)
+{
+    ngx_uint_t  n;
+
+    for (n = 0; batch; batch = batch->next) {
+        n++;
+    }
+
+    return n;
+}
+
+
 /* "0": no dedupe window, or no limit */
 
 static ngx_uint_t
@@ -794,11 +809,7 @@ ngx_http_phantombuster_redis_exec_reply(redisAsyncContext *ac, void *reply,
     dedupe = !ngx_http_phantombuster_redis_off(batch,
                                             NGX_HTTP_PHANTOMBUSTER_ARG_DEDUPE);
 
-    n = 0;
-
-    for (op = batch; op; op = op->next) {
-        n++;
-    }
+    n = ngx_http_phantombuster_redis_length(batch);
 
     if (rr == NULL) {
         goto done;
@@ -938,11 +949,7 @@ ngx_http_phantombuster_redis_script(ngx_http_phantombuster_redis_t *rs,
     const char                   *argv[NGX_HTTP_PHANTOMBUSTER_BATCH_ARGS];
     ngx_http_phantombuster_op_t  *op;
 
-    n = 0;
-
-    for (op = batch; op; op = op->next) {
-        n++;
-    }
+    n = ngx_http_phantombuster_redis_length(batch);
 
     if (eval) {
         argv[0] = "EVAL";
