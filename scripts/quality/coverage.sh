@@ -22,6 +22,10 @@ source "$(dirname "$0")/lib.sh"
 cd "$root"
 
 min=${PB_COVERAGE_MIN:-90}
+# Atomic counters: pb-worker's audit flusher thread runs code the main
+# thread runs too, and racing plain counters can leave an arc negative,
+# which gcov prints as "taken -1" and gcovr refuses to parse.
+cov="--coverage -fprofile-update=atomic"
 components=("$@")
 [ ${#components[@]} -gt 0 ] || components=(module worker)
 out=build/quality
@@ -72,7 +76,7 @@ gcov_report() {
 coverage_module() {
     local dir=$root/$out/cov-nginx rc=0
     echo "=== coverage: building the module with --coverage in $dir"
-    build_module "$dir" "-O0 --coverage" || return 1
+    build_module "$dir" "-O0 $cov" || return 1
     find "$dir" -name '*.gcda' -delete
 
     echo "=== coverage: module suites"
@@ -94,15 +98,15 @@ coverage_module() {
 coverage_worker() {
     local dir=$root/$out/cov-worker rc=0
     echo "=== coverage: building the worker with --coverage in $dir"
-    build_worker "$dir" "-O0 --coverage" || return 1
+    build_worker "$dir" "-O0 $cov" || return 1
     find "$dir" -name '*.gcda' -delete
 
     echo "=== coverage: worker suites"
-    test_worker "$dir" "-O0 --coverage" >"$out/coverage-worker-tests.log" 2>&1 || rc=1
+    test_worker "$dir" "-O0 $cov" >"$out/coverage-worker-tests.log" 2>&1 || rc=1
     # the audit-log tests build their own binary (t/worker/test_audit.sh
     # compiles worker/audit*.c from the root with $CC, into build/t/worker)
     find "$root/build/t/worker" -name '*.gcda' -delete 2>/dev/null
-    CC="${CC:-cc} --coverage" "$root/t/worker/test_audit.sh" \
+    CC="${CC:-cc} $cov" "$root/t/worker/test_audit.sh" \
         >>"$out/coverage-worker-tests.log" 2>&1 || rc=1
     # common/ is linked into both binaries; its own unit tests (t/unit:
     # the payload validator and the envelope, built from the root by the
@@ -110,7 +114,7 @@ coverage_worker() {
     # (outside $dir: gcov reads each directory from its own working dir)
     find "$root/$out/cov-common" -name '*.gcda' -delete 2>/dev/null
     make -s -C "$root" BUILD="$root/$out/cov-common" \
-        CC="${CC:-cc} --coverage" CFLAGS="-O0 -g" unit \
+        CC="${CC:-cc} $cov" CFLAGS="-O0 -g" unit \
         >>"$out/coverage-worker-tests.log" 2>&1 || rc=1
     grep -E '[0-9]+ passed, [0-9]+ failed' "$out/coverage-worker-tests.log" \
         | tail -3

@@ -30,32 +30,9 @@ build_worker() {
     make -s -C "$root/worker" BUILD="$1" CFLAGS="-g $2" all tests
 }
 
-# test_worker DIR: the worker's suites against the binaries in DIR, through
-# scripts/test-worker.sh once it takes PB_WORKER_BUILD (the build to test;
-# CFLAGS in the environment reach worker/Makefile's "CFLAGS ?=").  Until
-# then: the unit test programs and pbctl's tests (PBCTL) only, on the Redis
-# port and databases test-worker.sh uses.
+# test_worker DIR CFLAGS: the worker's suites against the binaries in DIR
+# (scripts/test-worker.sh takes the build to test as PB_WORKER_BUILD;
+# CFLAGS in the environment reach worker/Makefile's "CFLAGS ?=").
 test_worker() {
-    local dir=$1 rc=0 t port=${PB_WORKER_TEST_REDIS_PORT:-6394}
-    if grep -q PB_WORKER_BUILD "$root/scripts/test-worker.sh" 2>/dev/null
-    then
-        (cd "$root" && PB_WORKER_BUILD=$dir CFLAGS="-g $2" \
-            scripts/test-worker.sh)
-        return
-    fi
-    echo "(scripts/test-worker.sh cannot test another build yet:" \
-         "unit and pbctl tests only, no integration tests)"
-    "$root/scripts/redis.sh" start "$port" || return 1
-    export REDIS_URL=redis://127.0.0.1:$port/15
-    export REDIS_URL_PBCTL=redis://127.0.0.1:$port/14
-    for t in "$dir"/t/test_*; do
-        [ -x "$t" ] || continue
-        echo "=== $t"
-        "$t" || rc=1
-    done
-    if [ -x "$root/t/worker/test_pbctl.sh" ]; then
-        echo "=== t/worker/test_pbctl.sh"
-        PBCTL=$dir/pbctl "$root/t/worker/test_pbctl.sh" || rc=1
-    fi
-    return $rc
+    (cd "$root" && PB_WORKER_BUILD=$1 CFLAGS="-g $2" scripts/test-worker.sh)
 }
