@@ -66,6 +66,8 @@ static const opt_t  options[] = {
       NUM(OPT_SECONDS, retry_after_cap_ms), "3600" },
     { "--heartbeat-ttl", "PB_HEARTBEAT_TTL",
       NUM(OPT_SECONDS, heartbeat_ttl_ms), "30" },
+    { "--keep-finished", "PB_KEEP_FINISHED",
+      NUM(OPT_SECONDS, keep_finished_ms), "604800" },
 };
 
 #define NOPTIONS  (sizeof(options) / sizeof(options[0]))
@@ -89,6 +91,8 @@ const char  pb_config_usage[] =
     "  --backoff-cap S        PB_BACKOFF_CAP\n"
     "  --retry-after-cap S    PB_RETRY_AFTER_CAP, longest Retry-After obeyed\n"
     "  --heartbeat-ttl S      PB_HEARTBEAT_TTL, silence that means dead\n"
+    "  --keep-finished S      PB_KEEP_FINISHED, finished jobs kept in Redis\n"
+    "                         (default 7 days, 0 = forever)\n"
     "  --log-level LEVEL      PB_LOG_LEVEL (debug, info, warn, error)\n";
 
 

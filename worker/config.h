@@ -30,6 +30,7 @@ typedef struct {
     int64_t  backoff_cap_ms;
     int64_t  retry_after_cap_ms;
     int64_t  heartbeat_ttl_ms;
+    int64_t  keep_finished_ms;      /* finished jobs in Redis, 0 = forever */
 } pb_config_t;
 
 /*

@@ -2,6 +2,7 @@
  * Jobs: enqueue, listing and the dead-letter set.  See jobs.h.
  */
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,14 +71,25 @@ static pb_script_t  dlq_retry_script = { "dlq_retry",
 static pb_script_t  dlq_purge_script = { "dlq_purge",
     PB_LUA_PRELUDE
     "local ids = redis.call('ZRANGE', K.dead, 0, -1)\n"
-    "for _, id in ipairs(ids) do\n"
-    "  local c = jget(id, 'container')\n"
-    "  if c and redis.call('HGET', K.containers, c) == id then\n"
-    "    redis.call('HDEL', K.containers, c)\n"
-    "  end\n"
-    "  redis.call('DEL', P .. id)\n"
-    "end\n"
+    "for _, id in ipairs(ids) do forget(id) end\n"
     "redis.call('DEL', K.dead)\n"
+    "return {#ids}\n",
+    ""
+};
+
+/*
+ * ARGV: 2 keep ms, 3 most jobs per call.  The oldest finished jobs, done
+ * longer ago than the keep time, at most that many (a script blocks
+ * Redis while it runs).  A job's audit row is final by then; what goes is
+ * its hash, its place in the done set and its container's mapping.
+ */
+static pb_script_t  forget_finished_script = { "forget_finished",
+    PB_LUA_PRELUDE
+    "local before = now_ms() - tonumber(ARGV[2])\n"
+    "local ids = redis.call('ZRANGEBYSCORE', K.done, '-inf', before,\n"
+    "  'LIMIT', 0, tonumber(ARGV[3]))\n"
+    "for _, id in ipairs(ids) do forget(id) end\n"
+    "if #ids > 0 then redis.call('ZREM', K.done, unpack(ids)) end\n"
     "return {#ids}\n",
     ""
 };
@@ -279,6 +291,25 @@ pb_dlq_purge(pb_ctx_t *ctx)
     redisReply  *reply;
 
     reply = eval(ctx, &dlq_purge_script, argv);
+    n = reply ? pb_reply_int(reply, 0, -1) : -1;
+    freeReplyObject(reply);
+
+    return n;
+}
+
+
+long long
+pb_jobs_forget_finished(pb_ctx_t *ctx, int64_t keep_ms, long limit)
+{
+    char         keep[24], most[24];
+    const char  *argv[] = { PB_KEY_JOB_PREFIX, keep, most, NULL };
+    long long    n;
+    redisReply  *reply;
+
+    snprintf(keep, sizeof(keep), "%" PRId64, keep_ms);
+    snprintf(most, sizeof(most), "%ld", limit);
+
+    reply = eval(ctx, &forget_finished_script, argv);
     n = reply ? pb_reply_int(reply, 0, -1) : -1;
     freeReplyObject(reply);
 

@@ -10,6 +10,8 @@
 #ifndef PB_JOBS_H
 #define PB_JOBS_H
 
+#include <stdint.h>
+
 #include <jansson.h>
 
 #include "ctx.h"
@@ -60,5 +62,14 @@ int pb_dlq_retry(pb_ctx_t *ctx, const char *job_id);
 
 /* Forgets every dead-lettered job; the count, or -1. */
 long long pb_dlq_purge(pb_ctx_t *ctx);
+
+/*
+ * Forgets finished jobs (success, failed, timed_out) that finished more
+ * than keep_ms ago, the oldest first, at most limit of them: Redis keeps
+ * what the pipeline needs, the audit log keeps the history.  A webhook
+ * for a forgotten job's container is then audited as unknown.  The
+ * count, or -1 when Redis failed.
+ */
+long long pb_jobs_forget_finished(pb_ctx_t *ctx, int64_t keep_ms, long limit);
 
 #endif /* PB_JOBS_H */

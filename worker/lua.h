@@ -107,6 +107,14 @@ void pb_lua_keys(const char **keys, const char *extra1, const char *extra2);
 "  if e then redis.call('HDEL', P .. id, 'last_error') end\n"                 \
 "  return e\n"                                                                \
 "end\n"                                                                       \
+/* removes a finished or dead job from Redis (its audit row stays) */       \
+"local function forget(id)\n"                                                 \
+"  local c = jget(id, 'container')\n"                                         \
+"  if c and redis.call('HGET', K.containers, c) == id then\n"                 \
+"    redis.call('HDEL', K.containers, c)\n"                                   \
+"  end\n"                                                                     \
+"  redis.call('DEL', P .. id)\n"                                              \
+"end\n"                                                                       \
 "local function dead_letter(id, err, now)\n"                                  \
 "  redis.call('HSET', P .. id, 'state', 'dead', 'status', 'dead_lettered',\n" \
 "    'error', err, 'dead_at', int(now))\n"                                    \

@@ -1,11 +1,13 @@
 /*
  * Jobs against a real Redis: ordering (priority, then FIFO), idempotent
  * enqueue, the pending audit row, input checks of the enqueue/list
- * commands, pause/resume/drain, and the dead-letter set.
+ * commands, pause/resume/drain, the dead-letter set, and finished jobs
+ * leaving Redis after the keep time.
  */
 
 #include "commands.h"
 #include "jobs.h"
+#include "monitor.h"
 #include "pb_keys.h"
 #include "slots.h"
 #include "testlib.h"
@@ -393,6 +395,107 @@ test_error_history(pb_ctx_t *ctx)
 }
 
 
+/* Claims the head job, records its launch as container and completes it. */
+static int
+run_to_done(pb_ctx_t *ctx, const char *container)
+{
+    int               ok;
+    pb_claim_t        claim;
+    pb_slot_result_t  sr;
+    pb_outcome_t      o;
+
+    memset(&o, 0, sizeof(o));
+    o.status = "success";
+    o.found_by = "webhook";
+
+    ok = pb_slot_claim(ctx, 10000, &claim) == 0
+         && claim.kind == PB_CLAIM_CLAIMED
+         && pb_slot_record(ctx, claim.job_id, claim.token, container,
+                           "launch", &sr) == 0
+         && pb_slot_finish(ctx, claim.job_id, claim.token, &o, &sr) == 0
+         && strcmp(sr.kind, "completed") == 0;
+    pb_claim_free(&claim);
+
+    return ok;
+}
+
+
+/* Backdates a finished job's place in the done set by that many days. */
+static void
+finished_days_ago(pb_ctx_t *ctx, const char *id, int days)
+{
+    freeReplyObject(pb_redis_cmd(ctx->redis, "ZADD %s XX %lld %s",
+                                 PB_KEY_JOBS_DONE,
+                                 (long long) (pb_now_ms()
+                                              - days * 86400000LL), id));
+}
+
+
+/*
+ * Finished jobs leave Redis once the keep time is over, the oldest first
+ * and a bounded number per call; a container mapped to another job since
+ * keeps its mapping; jobs not finished are never touched; the monitor
+ * pass does it, and not at all with a keep time of 0.
+ */
+static void
+test_forget_finished(pb_ctx_t *ctx)
+{
+    const int64_t  week = 7 * 86400000LL;
+
+    test_flush(ctx);
+    test_cfg.max_running = 1;
+
+    enqueue(ctx, "old1", "7", 0);
+    enqueue(ctx, "old2", "7", 0);
+    enqueue(ctx, "new", "7", 0);
+    CHECK(run_to_done(ctx, "100") && run_to_done(ctx, "101")
+          && run_to_done(ctx, "102"), "three jobs run to the end");
+    enqueue(ctx, "waiting", "7", 0);
+
+    finished_days_ago(ctx, "old1", 9);
+    finished_days_ago(ctx, "old2", 8);
+    /* container 101 was seen for another job since */
+    freeReplyObject(pb_redis_cmd(ctx->redis, "HSET %s 101 other",
+                                 PB_KEY_CONTAINERS));
+
+    CHECK(pb_jobs_forget_finished(ctx, week, 1) == 1
+          && test_int(ctx, "EXISTS %s", PB_KEY_JOB_PREFIX "old1") == 0
+          && test_int(ctx, "EXISTS %s", PB_KEY_JOB_PREFIX "old2") == 1,
+          "at most the limit, the oldest first");
+    CHECK(pb_jobs_forget_finished(ctx, week, 1000) == 1
+          && pb_jobs_forget_finished(ctx, week, 1000) == 0,
+          "then the other one past the keep time, then none");
+
+    CHECK(test_int(ctx, "ZCARD %s", PB_KEY_JOBS_DONE) == 1
+          && test_int(ctx, "ZRANK %s new", PB_KEY_JOBS_DONE) == 0
+          && strcmp(test_hget(ctx, PB_KEY_JOB_PREFIX "new", "state"),
+                    "done") == 0, "a job finished today stays");
+    CHECK(test_hget(ctx, PB_KEY_CONTAINERS, "100")[0] == '\0'
+          && strcmp(test_hget(ctx, PB_KEY_CONTAINERS, "101"), "other") == 0
+          && strcmp(test_hget(ctx, PB_KEY_CONTAINERS, "102"), "new") == 0,
+          "a forgotten job's container mapping goes, another job's stays");
+    CHECK(strcmp(test_hget(ctx, PB_KEY_JOB_PREFIX "waiting", "state"),
+                 "pending") == 0
+          && test_int(ctx, "ZCARD %s", PB_KEY_JOBS_PENDING) == 1,
+          "a pending job is not touched");
+
+    /* through the monitor pass: not with 0, then with the keep time */
+    finished_days_ago(ctx, "new", 30);
+    test_cfg.keep_finished_ms = 0;
+    CHECK(pb_monitor_pass(ctx, 0, "polling") == 0
+          && test_int(ctx, "EXISTS %s", PB_KEY_JOB_PREFIX "new") == 1,
+          "keep time 0: the monitor pass keeps every finished job");
+    test_cfg.keep_finished_ms = week;
+    CHECK(pb_monitor_pass(ctx, 0, "polling") == 0
+          && test_int(ctx, "EXISTS %s", PB_KEY_JOB_PREFIX "new") == 0
+          && test_int(ctx, "ZCARD %s", PB_KEY_JOBS_DONE) == 0,
+          "the monitor pass forgets it after the keep time");
+
+    CHECK(enqueue(ctx, "old1", "7", 0) > 0,
+          "a forgotten id can be enqueued again");
+}
+
+
 int
 main(void)
 {
@@ -405,6 +508,7 @@ main(void)
     test_flags(ctx);
     test_dlq(ctx);
     test_error_history(ctx);
+    test_forget_finished(ctx);
     test_redis_down();
 
     return CHECK_DONE("test_jobs");
