@@ -225,13 +225,42 @@ static pb_script_t  finish_script = { "finish",
  * removal by position a copy of each envelope: they are the list's
  * oldest, in order, ARGV 2 the oldest and 3 the newest, checked where
  * they must be.  Then groups of PB_WEBHOOK_ARGS: agent, outcome (its
- * container is the webhook's).  Returns {kind, id, detail} for each, one
- * after the other; {'stale'}, having done nothing, when the list no
- * longer ends with them (a worker that took us for dead put them back on
- * the queue).  One time for the batch: it is applied at one instant; its
- * counters and audit rows are gathered and written once (lua.h).
+ * container is the webhook's), the key of its dedupe marker and its
+ * request id ("" and "": no marker check).  Returns {kind, id, detail}
+ * for each, one after the other; {'stale'}, having done nothing, when the
+ * list no longer ends with them (a worker that took us for dead put them
+ * back on the queue).  One time for the batch: it is applied at one
+ * instant; its counters and audit rows are gathered and written once
+ * (lua.h).
+ *
+ * A webhook whose container no job owns while its marker holds another
+ * request id is a redelivery the module pushed and could not take back
+ * (slots.h): counted as a duplicate and dropped, no audit row.  This
+ * comes before the launching check: the delivery the marker names does
+ * whatever this one would have (it is held, or completes a launch in
+ * doubt), or did, and an old redelivery must not be held as a newer
+ * launch's early webhook.  Only this script drops a webhook by its marker,
+ * reading it in the same atomic step as the drop; the cheap way never
+ * does (a marker changed since the look costs at worst one more "unknown"
+ * row, as before this check existed).  A marker key of another type
+ * counts as none (redis.pcall; in the look, MGET answers nil for it).
+ *
+ * Why no sequence drops every copy of a webhook.  The module sets a
+ * marker (SET NX, so only when there is none; request ids are unique) in
+ * the same atomic step that pushes the envelope carrying its id (its
+ * MULTI, or its push script, which deletes the marker of an envelope it
+ * could not push; the MULTI's LPUSH fails only on a queue key that is not
+ * a list, which nothing can be queued in or taken from).  The marker then
+ * holds that id until it expires (or is evicted), to be set again only by
+ * a newer delivery pushed with it.  So a marker, when present, holds the
+ * id of the newest delivery that set one, and that delivery's envelope
+ * cannot be dropped by this rule while it is the newest: its marker is its
+ * own, or gone.  It is still in the queue or a processing list (the
+ * module removes only envelopes whose SET failed), or it was applied (or
+ * found its job over, like any duplicate).  Whenever a copy is dropped
+ * here, the newest remains.
  */
-#define PB_WEBHOOK_ARGS  9
+#define PB_WEBHOOK_ARGS  11
 #define PB_STR(x)        #x
 #define PB_XSTR(x)       PB_STR(x)
 
@@ -244,9 +273,16 @@ static pb_script_t  webhook_script = { "webhooks",
     "  return {'stale'}\n"
     "end\n"
     "local now = now_ms()\n"
-    "local function webhook(agent, o)\n"
+    "local function webhook(agent, o, seen, rid)\n"
     "  local container = o.container\n"
     "  local id = opt(redis.call('HGET', K.containers, container))\n"
+    "  if not id and seen ~= '' then\n"
+    "    local first = redis.pcall('GET', seen)\n"
+    "    if type(first) == 'string' and first ~= rid then\n"
+    "      metric('webhooks_duplicate')\n"
+    "      return {'duplicate', '', 'seen'}\n"
+    "    end\n"
+    "  end\n"
     "  if not id then\n"
     "    local lid = opt(redis.call('HGET', K.launching, agent))\n"
     "    if not lid then\n"
@@ -291,7 +327,8 @@ static pb_script_t  webhook_script = { "webhooks",
     "local ok, err = pcall(function()\n"
     "  for i = 4, #ARGV, " PB_XSTR(PB_WEBHOOK_ARGS) " do\n"
     "    metric('webhooks')\n"
-    "    local r = webhook(ARGV[i], outcome(i + 1))\n"
+    "    local r = webhook(ARGV[i], outcome(i + 1), ARGV[i + 9],\n"
+    "      ARGV[i + 10])\n"
     "    out[#out + 1] = r[1]\n"
     "    out[#out + 1] = r[2] or ''\n"
     "    out[#out + 1] = r[3] or ''\n"
@@ -510,10 +547,10 @@ pb_slot_webhook(pb_ctx_t *ctx, const char *processing, const char *envelope,
 {
     pb_webhook_t  w;
 
+    memset(&w, 0, sizeof(w));
     w.envelope = envelope;
     w.agent = agent;
     w.outcome = *o;
-    w.unknown_row = NULL;
 
     return pb_slot_webhooks(ctx, processing, &w, 1, res);
 }
@@ -578,69 +615,105 @@ static pb_script_t  unknown_script = { "webhooks_unknown",
 #define PB_UNKNOWN_NKEYS  5
 
 
+/* 1 when w is a candidate for the cheap way: with its row. */
+static int
+has_row(const pb_webhook_t *w)
+{
+    return w->unknown_row != NULL && w->outcome.container != NULL;
+}
+
+
 /*
  * The look: unknown[i] = 1 for each webhook with an unknown_row whose
- * container no job owns and whose agent has no launch in flight, now.
- * Read-only, so not atomic with the apply: the unknown script checks it
- * again.  0, or -1 when Redis failed.
+ * container no job owns, whose agent has no launch in flight and whose
+ * dedupe marker is missing or holds its own request id, now: an HMGET of
+ * the containers, one of the launching marks and an MGET of the markers,
+ * one round trip.  A marker holding another id sends the webhook the full
+ * way, whose script decides (the webhooks script).  Read-only, so not
+ * atomic with the apply: the unknown script checks the owners again.
+ * 0, or -1 when Redis failed.
  */
 static int
 look(pb_ctx_t *ctx, const pb_webhook_t *w, size_t n, char *unknown)
 {
-    const char   **containers, **agents;
-    const char   **argvs[2];
-    redisReply    *replies[2];
-    size_t         i, k = 0;
+    const char   **containers, **agents, **seen;
+    const char   **argvs[3];
+    redisReply    *replies[3], *m;
+    size_t         i, k = 0, s = 0;
     int            rc = 0;
 
     containers = malloc((n + 3) * sizeof(*containers));
     agents = malloc((n + 3) * sizeof(*agents));
-    if (containers == NULL || agents == NULL) {
+    seen = malloc((n + 2) * sizeof(*seen));
+    if (containers == NULL || agents == NULL || seen == NULL) {
         free(containers);
         free(agents);
+        free(seen);
         return -1;
     }
 
     containers[0] = agents[0] = "HMGET";
     containers[1] = PB_KEY_CONTAINERS;
     agents[1] = PB_KEY_LAUNCHING;
+    seen[0] = "MGET";
     for (i = 0; i < n; i++) {
-        if (w[i].unknown_row != NULL && w[i].outcome.container != NULL) {
+        if (has_row(&w[i])) {
             containers[2 + k] = w[i].outcome.container;
             agents[2 + k++] = w[i].agent;
+            if (w[i].seen_key != NULL) {
+                seen[1 + s++] = w[i].seen_key;
+            }
         }
     }
-    containers[2 + k] = agents[2 + k] = NULL;
+    containers[2 + k] = agents[2 + k] = seen[1 + s] = NULL;
 
     argvs[0] = containers;
     argvs[1] = agents;
+    argvs[2] = seen;
 
     if (k > 0) {
-        rc = pb_redis_pipeline(ctx->redis, 2, argvs, replies);
+        rc = pb_redis_pipeline(ctx->redis, s > 0 ? 3 : 2, argvs, replies);
     }
 
     if (k > 0 && rc == 0) {
         if (replies[0]->type != REDIS_REPLY_ARRAY
             || replies[1]->type != REDIS_REPLY_ARRAY
-            || replies[0]->elements != k || replies[1]->elements != k)
+            || replies[0]->elements != k || replies[1]->elements != k
+            || (s > 0 && (replies[2]->type != REDIS_REPLY_ARRAY
+                          || replies[2]->elements != s)))
         {
             rc = -1;
         }
 
-        for (i = 0, k = 0; i < n && rc == 0; i++) {
-            if (w[i].unknown_row != NULL && w[i].outcome.container != NULL) {
-                unknown[i] = replies[0]->element[k]->len == 0
-                             && replies[1]->element[k]->len == 0;
-                k++;
+        for (i = 0, k = 0, s = 0; i < n && rc == 0; i++) {
+            if (!has_row(&w[i])) {
+                continue;
+            }
+
+            unknown[i] = replies[0]->element[k]->len == 0
+                         && replies[1]->element[k]->len == 0;
+            k++;
+
+            if (w[i].seen_key != NULL) {
+                m = replies[2]->element[s++];
+                if (m->type == REDIS_REPLY_STRING
+                    && strcmp(m->str, w[i].request_id) != 0)
+                {
+                    unknown[i] = 0;
+                }
             }
         }
 
         freeReplyObject(replies[0]);
         freeReplyObject(replies[1]);
+        if (s > 0) {
+            freeReplyObject(replies[2]);
+        }
     }
 
     free(containers);
     free(agents);
+    free(seen);
 
     return rc;
 }
@@ -725,8 +798,7 @@ run_result(const redisReply *exec, size_t *e, const pb_webhook_t *w,
 static int
 is_fast(const pb_webhook_t *w, const char *unknown, size_t i)
 {
-    return unknown[i] && w[i].unknown_row != NULL
-           && w[i].outcome.container != NULL;
+    return unknown[i] && has_row(&w[i]);
 }
 
 
@@ -791,7 +863,9 @@ pb_slot_webhooks_seen(pb_ctx_t *ctx, const char *processing,
     size = 4096;
     for (i = 0; i < n; i++) {
         size += strlen(w[i].envelope) + (is_fast(w, unknown, i)
-                                         ? strlen(w[i].unknown_row) : 1024);
+                                         ? strlen(w[i].unknown_row) : 1024)
+                + (w[i].seen_key != NULL ? strlen(w[i].seen_key)
+                                           + strlen(w[i].request_id) : 0);
     }
     pb_resp_init(&b, size);
 
@@ -836,9 +910,11 @@ pb_slot_webhooks_seen(pb_ctx_t *ctx, const char *processing,
             size_t       f;
 
             pb_resp_str(&b, w[j].agent);
-            for (f = 0; f < PB_WEBHOOK_ARGS - 1; f++) {
+            for (f = 0; f < PB_WEBHOOK_ARGS - 3; f++) {
                 pb_resp_str(&b, outcome[f]);
             }
+            pb_resp_str(&b, w[j].seen_key != NULL ? w[j].seen_key : "");
+            pb_resp_str(&b, w[j].seen_key != NULL ? w[j].request_id : "");
         }
     }
 

@@ -126,7 +126,7 @@ int pb_slot_finish(pb_ctx_t *ctx, const char *job_id, const char *token,
  * processing list, in the same step.  kind: "completed", "early" (its
  * launch is not recorded yet: held until it is), "duplicate" or
  * "unknown".  0, 1 when the envelope is not the oldest (nothing done),
- * -1 Redis failed.
+ * -1 Redis failed.  (No dedupe marker check: see pb_webhook_t.)
  */
 int pb_slot_webhook(pb_ctx_t *ctx, const char *processing,
     const char *envelope, const char *agent, const pb_outcome_t *o,
@@ -145,6 +145,20 @@ typedef struct {
      * Lua (pb_slot_webhooks).
      */
     const char    *unknown_row;
+
+    /*
+     * The module's dedupe marker of the webhook's container,
+     * "<queue>:seen:<containerId>" (the queue its envelope names), and the
+     * request id its envelope carries; or both NULL, which is as if the
+     * marker were missing.  A webhook whose container no job owns while
+     * the marker holds another request id is a redelivery whose first
+     * delivery was queued: one the module pushed, answered "duplicate" and
+     * did not take back out (nginx died before its LREM, or the worker took
+     * it first).  It is dropped with kind "duplicate", detail "seen": no
+     * audit row.
+     */
+    const char    *seen_key;
+    const char    *request_id;
 } pb_webhook_t;
 
 /*
@@ -153,13 +167,15 @@ typedef struct {
  * first (a batch as taken, less those parked as invalid), and leave it
  * with their effects, atomically.
  *
- * Those with an unknown_row whose container no job owns and whose agent
- * has no launch in flight (one look, HMGET, before) go in runs the cheap
- * way: their rows pushed to the outbox as the worker built them, and a
- * script that checks the look still holds, counts them and removes their
- * envelopes; the others in runs through the full script (payloads in its
- * arguments).  All runs in one MULTI/EXEC: one round trip, each run atomic
- * and applied only after the runs before it.
+ * Those with an unknown_row whose container no job owns, whose agent has
+ * no launch in flight and whose dedupe marker is missing or holds their
+ * own request id (one look, HMGETs and an MGET in one round trip, before)
+ * go in runs the cheap way: their rows pushed to the outbox as the worker
+ * built them, and a script that checks the look still holds, counts them
+ * and removes their envelopes; the others in runs through the full script
+ * (payloads in its arguments), which alone drops a webhook as a duplicate
+ * by its marker.  All runs in one MULTI/EXEC: one round trip, each run
+ * atomic and applied only after the runs before it.
  *
  * 0 when all were applied.  1 when not all were (res[i].kind "" for those
  * not): the list no longer ends with them (a worker that took us for dead
@@ -172,8 +188,9 @@ int pb_slot_webhooks(pb_ctx_t *ctx, const char *processing,
 
 /*
  * pb_slot_webhooks with the look already taken: unknown[i] 1 for each
- * webhook (with an unknown_row) whose container was seen nobody's.  For
- * the tests, which give it a look that no longer holds.
+ * webhook (with an unknown_row) whose container was seen nobody's (and
+ * its marker missing or its own).  For the tests, which give it a look
+ * that no longer holds.
  */
 int pb_slot_webhooks_seen(pb_ctx_t *ctx, const char *processing,
     const pb_webhook_t *w, size_t n, const char *unknown,

@@ -108,6 +108,10 @@ typedef struct {
     char           when[64];
     char           id[PB_WEBHOOK_NAME_MAX + 1];
     char           queue[PB_WEBHOOK_NAME_MAX + 1];
+
+    /* its dedupe marker's key, "<queue>:seen:<containerId>" (slots.h) */
+    char           seen[PB_WEBHOOK_NAME_MAX + sizeof(PB_SEEN_INFIX)
+                        + PB_ID_MAX_LEN];
 } item_t;
 
 
@@ -303,6 +307,21 @@ prepare(item_t *it, pb_webhook_t *w, const char *data)
     /* without it (out of memory), the webhook goes the full way */
     it->row = it->payload != NULL ? unknown_row(w) : NULL;
     w->unknown_row = it->row;
+
+    /*
+     * The module's marker, named by the queue the envelope names (the one
+     * it was pushed to) and the same key schema (common/pb_keys.h).  An
+     * envelope without an id, or one from elsewhere whose queue name is
+     * longer than the module's fast path takes, is not checked: as if the
+     * marker were missing.
+     */
+    if (it->env.id[0] != '\0'
+        && pb_key_join(it->seen, sizeof(it->seen), it->env.queue,
+                       PB_SEEN_INFIX, o->container) > 0)
+    {
+        w->seen_key = it->seen;
+        w->request_id = it->env.id;
+    }
 }
 
 

@@ -4,7 +4,8 @@
  * anything new; a worker killed at random points mid-batch loses none and
  * applies none twice.  Envelopes are of containers no job owns: each
  * becomes one audit row naming its container, so the outbox shows what was
- * applied and in which order.
+ * applied and in which order; a redelivery the module left behind (its
+ * dedupe marker names another delivery) becomes none.
  */
 
 #include "jobs.h"
@@ -18,20 +19,31 @@
 #define QUEUE  PB_DEFAULT_QUEUE
 
 
-/* LPUSHes the module's envelope of container (a run of agent 9). */
+/* LPUSHes the module's envelope of container (a run of agent 9), with
+ * the request id id. */
 static void
-queue_webhook(pb_ctx_t *ctx, long container)
+queue_delivery(pb_ctx_t *ctx, long container, const char *id)
 {
-    char    id[32], env[1024];
+    char    env[1024];
     size_t  n;
 
-    snprintf(id, sizeof(id), "r%ld", container);
     n = pb_envelope_head(env, sizeof(env), id, strlen(id), 1700000000000LL,
                          QUEUE, strlen(QUEUE));
     snprintf(env + n, sizeof(env) - n, "{\"agentId\":\"9\",\"containerId\":"
              "%ld,\"exitCode\":0,\"exitMessage\":\"finished\"}}", container);
 
     freeReplyObject(pb_redis_cmd(ctx->redis, "LPUSH %s %s", QUEUE, env));
+}
+
+
+/* queue_delivery with the request id "r<container>". */
+static void
+queue_webhook(pb_ctx_t *ctx, long container)
+{
+    char  id[32];
+
+    snprintf(id, sizeof(id), "r%ld", container);
+    queue_delivery(ctx, container, id);
 }
 
 
@@ -540,6 +552,254 @@ test_same_row(pb_ctx_t *ctx, const char *processing)
 }
 
 
+/* Sets the module's dedupe marker of container to id. */
+static void
+mark(pb_ctx_t *ctx, long container, const char *id)
+{
+    char  key[256], c[24];
+
+    snprintf(c, sizeof(c), "%ld", container);
+    pb_key_join(key, sizeof(key), QUEUE, PB_SEEN_INFIX, c);
+    freeReplyObject(pb_redis_cmd(ctx->redis, "SET %s %s PX 60000", key, id));
+}
+
+
+/* A metric's value as a number (0 when absent). */
+static long
+metric(pb_ctx_t *ctx, const char *name)
+{
+    return strtol(test_hget(ctx, PB_KEY_METRICS, name), NULL, 10);
+}
+
+
+/*
+ * A redelivery the module pushed, answered "duplicate" and could not take
+ * back out (nginx died before its LREM): its container is nobody's and its
+ * dedupe marker holds another request id, that of the first delivery.  It
+ * is dropped, counted as a duplicate, with no audit row.  With the marker
+ * its own, or none (dedupe off, window over), the webhook is audited as
+ * an unknown container, as ever.  queue_webhook's envelope of container c
+ * has the request id "r<c>".
+ */
+static void
+test_seen(pb_ctx_t *ctx, const char *processing)
+{
+    char              *jobs;
+    redisReply        *r;
+    pb_webhook_t       w;
+    pb_slot_result_t   res;
+
+    /* (1) the marker holds another id */
+    test_flush(ctx);
+    queue_webhook(ctx, 41);
+    mark(ctx, 41, "r-first");
+    CHECK(pb_webhooks_step(ctx, 10) == 1, "seen: handled");
+    CHECK(test_int(ctx, "LLEN %s", processing) == 0
+          && test_int(ctx, "LLEN %s", QUEUE) == 0,
+          "seen: its envelope gone from the processing list");
+    CHECK(test_int(ctx, "LLEN %s", PB_KEY_OUTBOX) == 0,
+          "seen: no audit row");
+    CHECK(metric(ctx, "webhooks_duplicate") == 1
+          && metric(ctx, "webhooks") == 1
+          && metric(ctx, "webhooks_unknown") == 0,
+          "seen: counted as a duplicate, not as unknown");
+
+    /* (2) the marker is its own: the first delivery */
+    test_flush(ctx);
+    queue_webhook(ctx, 42);
+    mark(ctx, 42, "r42");
+    CHECK(pb_webhooks_step(ctx, 10) == 1
+          && test_int(ctx, "LLEN %s", processing) == 0
+          && outbox_in_order(ctx, 42, 42)
+          && metric(ctx, "webhooks_unknown") == 1
+          && metric(ctx, "webhooks_duplicate") == 0,
+          "own marker: audited as an unknown container");
+
+    /* (3) no marker (dedupe off, or its window over) */
+    test_flush(ctx);
+    queue_webhook(ctx, 43);
+    CHECK(pb_webhooks_step(ctx, 10) == 1
+          && test_int(ctx, "LLEN %s", processing) == 0
+          && outbox_in_order(ctx, 43, 43)
+          && metric(ctx, "webhooks_unknown") == 1
+          && metric(ctx, "webhooks_duplicate") == 0,
+          "no marker: audited as an unknown container");
+
+    /* a marker key of another type counts as none */
+    test_flush(ctx);
+    queue_webhook(ctx, 44);
+    freeReplyObject(pb_redis_cmd(ctx->redis, "HSET %s f v",
+                                 QUEUE PB_SEEN_INFIX "44"));
+    CHECK(pb_webhooks_step(ctx, 10) == 1
+          && test_int(ctx, "LLEN %s", processing) == 0
+          && outbox_in_order(ctx, 44, 44),
+          "a marker of another type: as none");
+
+    /*
+     * (4) a batch of all of them and a running job's webhook (whose
+     * marker is another's too: a job's container is matched as ever):
+     * order and results kept
+     */
+    test_flush(ctx);
+    running_job(ctx, "500");
+    freeReplyObject(pb_redis_cmd(ctx->redis, "DEL %s", PB_KEY_OUTBOX));
+    queue_webhook(ctx, 51);
+    queue_webhook(ctx, 52);
+    mark(ctx, 52, "r-first");
+    queue_webhook(ctx, 500);
+    mark(ctx, 500, "r-first");
+    queue_webhook(ctx, 53);
+    mark(ctx, 53, "r53");
+    queue_webhook(ctx, 54);
+    mark(ctx, 54, "r-first");
+    queue_webhook(ctx, 55);
+    CHECK(pb_webhooks_step(ctx, 10) == 6
+          && test_int(ctx, "LLEN %s", processing) == 0
+          && test_int(ctx, "LLEN %s", QUEUE) == 0, "mixed: one step");
+    jobs = outbox_values(ctx, "job_id");
+    CHECK(jobs != NULL && strcmp(jobs, "container:51 j500 j500 container:53 "
+                                 "container:55") == 0,
+          "mixed: the audit rows in order, none for the duplicates");
+    free(jobs);
+    CHECK(strcmp(test_hget(ctx, PB_KEY_JOB_PREFIX "j500", "state"), "done")
+          == 0 && metric(ctx, "webhooks") == 6
+          && metric(ctx, "webhooks_unknown") == 3
+          && metric(ctx, "webhooks_duplicate") == 2
+          && metric(ctx, "completed_success") == 1,
+          "mixed: the job completed, each counted once, as what it was");
+
+    /* an envelope of another shape (jansson's reading) is checked too */
+    test_flush(ctx);
+    freeReplyObject(pb_redis_cmd(ctx->redis, "LPUSH %s {\"queue\":\"%s\","
+        "\"received_at\":1700000000000,\"id\":\"r61\",\"payload\":"
+        "{\"agentId\":\"9\",\"containerId\":61,\"exitCode\":0,"
+        "\"exitMessage\":\"finished\"}}", QUEUE, QUEUE));
+    mark(ctx, 61, "r-first");
+    CHECK(pb_webhooks_step(ctx, 10) == 1
+          && test_int(ctx, "LLEN %s", PB_KEY_OUTBOX) == 0
+          && metric(ctx, "webhooks_duplicate") == 1,
+          "seen: an envelope of another shape too");
+
+    /* the result, as the step logs it */
+    test_flush(ctx);
+    queue_webhook(ctx, 62);
+    mark(ctx, 62, "r-first");
+    freeReplyObject(pb_redis_cmd(ctx->redis, "LMOVE %s %s RIGHT LEFT", QUEUE,
+                                 processing));
+    r = pb_redis_cmd(ctx->redis, "LINDEX %s 0", processing);
+    memset(&w, 0, sizeof(w));
+    w.envelope = r != NULL && r->type == REDIS_REPLY_STRING ? r->str : "";
+    w.agent = "9";
+    w.outcome.status = "success";
+    w.outcome.container = "62";
+    w.outcome.payload = "{}";
+    w.unknown_row = "{\"job_id\":\"container:62\"}";
+    w.seen_key = QUEUE PB_SEEN_INFIX "62";
+    w.request_id = "r62";
+    CHECK(pb_slot_webhooks(ctx, processing, &w, 1, &res) == 0
+          && strcmp(res.kind, "duplicate") == 0
+          && strcmp(res.detail, "seen") == 0
+          && test_int(ctx, "LLEN %s", processing) == 0
+          && test_int(ctx, "LLEN %s", PB_KEY_OUTBOX) == 0,
+          "seen: the result is duplicate (detail seen)");
+    freeReplyObject(r);
+}
+
+
+/*
+ * The look and the apply disagree about a marker.  Only the webhooks
+ * script (the full way) drops a webhook by its marker, reading it in its
+ * atomic step; the cheap way only keeps.  And a stale redelivery for an
+ * agent with a launch in flight is not held as that launch's webhook.
+ */
+static void
+test_seen_races(pb_ctx_t *ctx, const char *processing)
+{
+    pb_webhook_t         w;
+    pb_slot_result_t     res;
+    pb_enqueue_result_t  er;
+    pb_claim_t           c;
+    redisReply          *r = NULL;
+    const char           fast = 1, full = 0;
+
+    memset(&w, 0, sizeof(w));
+    w.agent = "9";
+    w.outcome.status = "success";
+    w.outcome.payload = "{}";
+    w.outcome.found_by = "webhook";
+    w.request_id = "r70";
+    w.unknown_row = "{\"job_id\":\"container:70\"}";
+    w.outcome.container = "70";
+    w.seen_key = QUEUE PB_SEEN_INFIX "70";
+
+    /* seen another's by the look, expired by the apply: audited */
+    test_flush(ctx);
+    queue_webhook(ctx, 70);
+    freeReplyObject(pb_redis_cmd(ctx->redis, "LMOVE %s %s RIGHT LEFT", QUEUE,
+                                 processing));
+    r = pb_redis_cmd(ctx->redis, "LINDEX %s 0", processing);
+    w.envelope = r != NULL && r->type == REDIS_REPLY_STRING ? r->str : "";
+    CHECK(pb_slot_webhooks_seen(ctx, processing, &w, 1, &full, &res) == 0
+          && strcmp(res.kind, "unknown") == 0
+          && outbox_in_order(ctx, 70, 70)
+          && test_int(ctx, "LLEN %s", processing) == 0,
+          "marker gone by the apply: the script audits it as unknown");
+
+    /* the full way with its own marker: audited, as the cheap way would */
+    test_flush(ctx);
+    queue_webhook(ctx, 70);
+    mark(ctx, 70, "r70");
+    freeReplyObject(pb_redis_cmd(ctx->redis, "LMOVE %s %s RIGHT LEFT", QUEUE,
+                                 processing));
+    CHECK(pb_slot_webhooks_seen(ctx, processing, &w, 1, &full, &res) == 0
+          && strcmp(res.kind, "unknown") == 0
+          && outbox_in_order(ctx, 70, 70)
+          && metric(ctx, "webhooks_duplicate") == 0,
+          "own marker, the full way: the script audits it as unknown");
+
+    /* seen its own by the look, another's by the apply: the cheap way
+     * keeps it (one more row at worst, never a loss) */
+    test_flush(ctx);
+    queue_webhook(ctx, 70);
+    freeReplyObject(pb_redis_cmd(ctx->redis, "LMOVE %s %s RIGHT LEFT", QUEUE,
+                                 processing));
+    mark(ctx, 70, "r-newer");
+    CHECK(pb_slot_webhooks_seen(ctx, processing, &w, 1, &fast, &res) == 0
+          && strcmp(res.kind, "unknown") == 0
+          && test_int(ctx, "LLEN %s", PB_KEY_OUTBOX) == 1
+          && test_int(ctx, "LLEN %s", processing) == 0,
+          "marker changed after the look: the cheap way keeps it");
+    freeReplyObject(r);
+
+    /* another's marker, the agent launching: dropped, not held early */
+    test_flush(ctx);
+    test_cfg.max_running = 1;
+    test_cfg.calls_per_minute = 0;
+    pb_job_enqueue(ctx, "jl", "9", NULL, 0, "test", &er);
+    CHECK(pb_slot_claim(ctx, 60000, &c) == 0 && c.kind == PB_CLAIM_CLAIMED
+          && pb_slot_mark_launching(ctx, "jl", c.token, &res) == 0,
+          "a launching job of agent 9");
+    pb_claim_free(&c);
+    freeReplyObject(pb_redis_cmd(ctx->redis, "DEL %s", PB_KEY_OUTBOX));
+    queue_webhook(ctx, 71);
+    mark(ctx, 71, "r-first");
+    CHECK(pb_webhooks_step(ctx, 10) == 1
+          && test_int(ctx, "LLEN %s", processing) == 0
+          && test_int(ctx, "LLEN %s", PB_KEY_OUTBOX) == 0
+          && test_hget(ctx, PB_KEY_JOB_PREFIX "jl", "early_container")[0]
+             == '\0'
+          && metric(ctx, "webhooks_duplicate") == 1,
+          "launching agent: the stale redelivery dropped, not held early");
+    queue_webhook(ctx, 72);
+    mark(ctx, 72, "r72");
+    CHECK(pb_webhooks_step(ctx, 10) == 1
+          && strcmp(test_hget(ctx, PB_KEY_JOB_PREFIX "jl", "early_container"),
+                    "72") == 0
+          && metric(ctx, "webhooks_duplicate") == 1,
+          "and one whose marker is its own is held, as ever");
+}
+
+
 static void
 consume_all(pb_ctx_t *ctx, void *arg)
 {
@@ -586,6 +846,53 @@ test_killed(pb_ctx_t *ctx, const char *processing)
 }
 
 
+/*
+ * test_killed with redeliveries left behind: each container's first
+ * delivery, its marker, and a redelivery the module could not take back;
+ * every fifth container's marker expired and was set again by a newer
+ * delivery, queued after it (the first one is then the duplicate).  Batches
+ * of alternating runs, the cheap way and the full one.  Whichever points
+ * the kills hit, each container is audited exactly once, in order, and
+ * every other copy counted as a duplicate.
+ */
+static void
+test_killed_seen(pb_ctx_t *ctx, const char *processing)
+{
+    const long  n = 1000;
+    char        id[32];
+    long        c;
+    int         kills;
+
+    test_flush(ctx);
+    for (c = 1; c <= n; c++) {
+        queue_webhook(ctx, c);
+        if (c % 5 == 0) {
+            snprintf(id, sizeof(id), "n%ld", c);
+            mark(ctx, c, id);
+        } else {
+            snprintf(id, sizeof(id), "r%ld", c);
+            mark(ctx, c, id);
+            snprintf(id, sizeof(id), "d%ld", c);
+        }
+        queue_delivery(ctx, c, id);
+    }
+
+    kills = test_kill_loop(ctx, 200, 20, consume_all, NULL, queued);
+    consume_all(ctx, NULL);
+
+    CHECK(kills > 0, "seen, killed: workers were killed while consuming");
+    CHECK(test_int(ctx, "LLEN %s", QUEUE) == 0
+          && test_int(ctx, "LLEN %s", processing) == 0,
+          "seen, killed: nothing left queued or in flight");
+    CHECK(outbox_in_order(ctx, 1, n),
+          "seen, killed: every container audited exactly once, in order");
+    CHECK(metric(ctx, "webhooks") == 2 * n
+          && metric(ctx, "webhooks_duplicate") == n
+          && metric(ctx, "webhooks_unknown") == n,
+          "seen, killed: every copy counted once, as what it was");
+}
+
+
 int
 main(void)
 {
@@ -602,7 +909,10 @@ main(void)
     test_error_half_way(ctx, processing);
     test_runs(ctx, processing);
     test_same_row(ctx, processing);
+    test_seen(ctx, processing);
+    test_seen_races(ctx, processing);
     test_killed(ctx, processing);
+    test_killed_seen(ctx, processing);
 
     return CHECK_DONE("test_webhooks");
 }
