@@ -14,7 +14,9 @@
 
 /*
  * "<queue>:seen:<containerId>": set (NX, with the dedupe window as TTL) by
- * the push script; its value is the request id of the first delivery.
+ * the module's push; its value is the request id of the first delivery.
+ * The worker reads it to drop a redelivery the module could not take
+ * back out of the queue (worker/slots.c).
  */
 #define PB_SEEN_INFIX           ":seen:"
 

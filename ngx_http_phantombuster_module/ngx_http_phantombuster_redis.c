@@ -865,7 +865,9 @@ done:
  * was answered 202 stays queued: LREM from the head, where they were just
  * pushed, so it stops after the few envelopes pushed since.  Unique request
  * ids make each envelope unique.  Should this fail, or the worker be
- * faster, the worker skips them anyway.
+ * faster, the worker skips them anyway: the first delivery, pushed before
+ * them, has finished their job, or for a container no job owns, their
+ * marker names that delivery (worker/slots.c).
  */
 
 static ngx_int_t

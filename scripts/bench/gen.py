@@ -4,7 +4,10 @@
   gen.py envelopes N QUEUE [BATCH]   Redis protocol (for redis-cli --pipe):
                                      LPUSH QUEUE with N webhook envelopes in
                                      the module's format (common/pb_envelope.c),
-                                     BATCH envelopes per command
+                                     BATCH envelopes per command, and the dedupe
+                                     marker the module sets with each (its
+                                     default phantombuster_dedupe 24h), which
+                                     the worker reads
   gen.py sql sqlite|postgresql N     the audit rows those N webhooks become, as
                                      plain INSERTs in one transaction (the raw
                                      speed of the database: the practical limit)
@@ -43,9 +46,13 @@ def payload(container_id):
     }, separators=(",", ":"))
 
 
+def request_id(i):
+    return "%032x" % (0xbe9c0000000000000000000000000000 + i)
+
+
 def envelope(i, queue, now_ms):
     # head exactly as pb_envelope_head() writes it; the payload verbatim
-    rid = "%032x" % (0xbe9c0000000000000000000000000000 + i)
+    rid = request_id(i)
     return ('{"id":%s,"received_at":%d,"queue":%s,"payload":%s}'
             % (json.dumps(rid), now_ms, json.dumps(queue), payload(BASE_CONTAINER + i)))
 
@@ -65,6 +72,9 @@ def cmd_envelopes(n, queue, batch=500):
     i = 0
     while i < n:
         k = min(batch, n - i)
+        for j in range(i, i + k):
+            w.write(resp(["SET", "%s:seen:%d" % (queue, BASE_CONTAINER + j),
+                          request_id(j), "PX", "86400000", "NX"]))
         w.write(resp(["LPUSH", queue] + [envelope(i + j, queue, now) for j in range(k)]))
         i += k
     w.flush()
