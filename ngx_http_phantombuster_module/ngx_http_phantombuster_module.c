@@ -45,7 +45,9 @@ static char *ngx_http_phantombuster_dedupe(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_phantombuster_max_queue(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static ngx_http_phantombuster_redis_t *ngx_http_phantombuster_add_redis(
-    ngx_conf_t *cf, ngx_str_t *address, ngx_uint_t db, ngx_str_t *password);
+    ngx_conf_t *cf, ngx_str_t *address, ngx_uint_t db, ngx_str_t *user,
+    ngx_str_t *password);
+static ngx_uint_t ngx_http_phantombuster_same(ngx_str_t *a, ngx_str_t *b);
 static ngx_int_t ngx_http_phantombuster_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_phantombuster_init_process(ngx_cycle_t *cycle);
 static void ngx_http_phantombuster_exit_process(ngx_cycle_t *cycle);
@@ -412,7 +414,8 @@ ngx_http_phantombuster_merge_loc_conf(ngx_conf_t *cf, void *parent,
     if (conf->redis == NULL) {
         ngx_str_set(&address, NGX_HTTP_PHANTOMBUSTER_DEFAULT_REDIS);
 
-        conf->redis = ngx_http_phantombuster_add_redis(cf, &address, 0, NULL);
+        conf->redis = ngx_http_phantombuster_add_redis(cf, &address, 0, NULL,
+                                                     NULL);
         if (conf->redis == NULL) {
             return NGX_CONF_ERROR;
         }
@@ -468,7 +471,7 @@ ngx_http_phantombuster_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_phantombuster_loc_conf_t *plcf = conf;
 
     ngx_int_t   n;
-    ngx_str_t  *value, password, file;
+    ngx_str_t  *value, user, password, file;
     ngx_uint_t  i, db;
 
     if (plcf->redis != NULL) {
@@ -478,6 +481,7 @@ ngx_http_phantombuster_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     value = cf->args->elts;
 
     db = 0;
+    ngx_str_null(&user);
     ngx_str_null(&password);
     ngx_str_null(&file);
 
@@ -493,6 +497,14 @@ ngx_http_phantombuster_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             }
 
             db = (ngx_uint_t) n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "user=", 5) == 0
+            && value[i].len > 5)
+        {
+            user.data = value[i].data + 5;
+            user.len = value[i].len - 5;
             continue;
         }
 
@@ -514,7 +526,15 @@ ngx_http_phantombuster_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    plcf->redis = ngx_http_phantombuster_add_redis(cf, &value[1], db,
+    /* a Redis 6 ACL user: AUTH user password */
+
+    if (user.len && password.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "redis \"user=\" needs \"password_file=\"");
+        return NGX_CONF_ERROR;
+    }
+
+    plcf->redis = ngx_http_phantombuster_add_redis(cf, &value[1], db, &user,
                                                    &password);
     if (plcf->redis == NULL) {
         return NGX_CONF_ERROR;
@@ -526,12 +546,12 @@ ngx_http_phantombuster_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 static ngx_http_phantombuster_redis_t *
 ngx_http_phantombuster_add_redis(ngx_conf_t *cf, ngx_str_t *address,
-    ngx_uint_t db, ngx_str_t *password)
+    ngx_uint_t db, ngx_str_t *user, ngx_str_t *password)
 {
     u_char                              *p;
     size_t                               len;
     ngx_url_t                            u;
-    ngx_str_t                            pw;
+    ngx_str_t                            none;
     ngx_uint_t                           i;
     ngx_http_phantombuster_redis_t      *rs, **rsp;
     ngx_http_phantombuster_main_conf_t  *pmcf;
@@ -539,9 +559,14 @@ ngx_http_phantombuster_add_redis(ngx_conf_t *cf, ngx_str_t *address,
     pmcf = ngx_http_conf_get_module_main_conf(cf,
                                               ngx_http_phantombuster_module);
 
+    ngx_str_null(&none);
+
+    if (user == NULL) {
+        user = &none;
+    }
+
     if (password == NULL) {
-        ngx_str_null(&pw);
-        password = &pw;
+        password = &none;
     }
 
     ngx_memzero(&u, sizeof(ngx_url_t));
@@ -573,6 +598,7 @@ ngx_http_phantombuster_add_redis(ngx_conf_t *cf, ngx_str_t *address,
 
     rs->name = *address;
     rs->db = db;
+    rs->user = *user;
     rs->password = *password;
     rs->connect_timeout = NGX_CONF_UNSET_MSEC;
     rs->script_sha = pmcf->script_sha;
@@ -621,14 +647,9 @@ ngx_http_phantombuster_add_redis(ngx_conf_t *cf, ngx_str_t *address,
         if (rsp[i]->port == rs->port
             && rsp[i]->db == rs->db
             && rsp[i]->is_unix == rs->is_unix
-            && rsp[i]->host.len == rs->host.len
-            && ngx_strncmp(rsp[i]->host.data, rs->host.data, rs->host.len)
-               == 0
-            && rsp[i]->password.len == rs->password.len
-            && (rs->password.len == 0
-                || ngx_strncmp(rsp[i]->password.data, rs->password.data,
-                               rs->password.len)
-                   == 0))
+            && ngx_http_phantombuster_same(&rsp[i]->host, &rs->host)
+            && ngx_http_phantombuster_same(&rsp[i]->user, &rs->user)
+            && ngx_http_phantombuster_same(&rsp[i]->password, &rs->password))
         {
             return rsp[i];
         }
@@ -642,6 +663,14 @@ ngx_http_phantombuster_add_redis(ngx_conf_t *cf, ngx_str_t *address,
     *rsp = rs;
 
     return rs;
+}
+
+
+static ngx_uint_t
+ngx_http_phantombuster_same(ngx_str_t *a, ngx_str_t *b)
+{
+    return a->len == b->len
+           && (a->len == 0 || ngx_strncmp(a->data, b->data, a->len) == 0);
 }
 
 

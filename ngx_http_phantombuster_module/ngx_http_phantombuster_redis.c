@@ -524,17 +524,25 @@ ngx_http_phantombuster_redis_setup(ngx_http_phantombuster_redis_t *rs,
 {
     u_char       db[NGX_INT_T_LEN];
     size_t       len[3];
+    ngx_uint_t   n;
     const char  *argv[3];
 
     if (rs->password.len) {
         argv[0] = "AUTH";
         len[0] = 4;
-        argv[1] = (const char *) rs->password.data;
-        len[1] = rs->password.len;
+        n = 1;
+
+        if (rs->user.len) {
+            argv[n] = (const char *) rs->user.data;
+            len[n++] = rs->user.len;
+        }
+
+        argv[n] = (const char *) rs->password.data;
+        len[n++] = rs->password.len;
 
         (void) redisAsyncCommandArgv(ac,
                                      ngx_http_phantombuster_redis_setup_reply,
-                                     "AUTH", 2, argv, len);
+                                     "AUTH", (int) n, argv, len);
     }
 
     if (rs->db) {

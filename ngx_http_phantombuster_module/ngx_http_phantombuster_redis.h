@@ -91,7 +91,7 @@ typedef struct {
 
 
 /*
- * One distinct Redis server (address, db, password) named in the
+ * One distinct Redis server (address, db, user, password) named in the
  * configuration.  It lives in the cycle pool; every worker has its own copy
  * of the runtime part, i.e. its own persistent connection.
  */
@@ -100,6 +100,7 @@ struct ngx_http_phantombuster_redis_s {
     ngx_str_t                          host;       /* numeric, or a path */
     in_port_t                          port;
     ngx_uint_t                         db;
+    ngx_str_t                          user;       /* Redis 6 ACL user */
     ngx_str_t                          password;   /* empty: no AUTH */
     ngx_msec_t                         connect_timeout;
     u_char                            *script_sha; /* 40 hex digits */

@@ -763,3 +763,46 @@ t::PB::expect(len => 5, queue => 'pbtest:q5', check => sub {
 --- request eval
 "POST /q5?secret=s3cret\n" . t::PB::payload(containerId => 799)
 --- error_code: 202
+
+
+
+=== TEST 32: user= with password_file: AUTH as a Redis 6 ACL user
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_AUTH_REDIS_PORT user=pb-acl
+            password_file=$TEST_NGINX_PB_ROOT/t/data/redis-acl-password.txt;
+        phantombuster_secret s3cret;
+        phantombuster_queue pbtest:webhooks;
+    }
+    location = /default-password {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:$TEST_NGINX_AUTH_REDIS_PORT user=pb-acl
+            password_file=$TEST_NGINX_PB_ROOT/t/data/redis-password.txt;
+        phantombuster_secret s3cret;
+        phantombuster_queue pbtest:webhooks;
+    }
+--- init
+t::PB::private_redis('auth');
+t::PB::redis('-p', 'auth', 'ACL', 'SETUSER', 'pb-acl', 'on',
+             '>pb-acl-password', '~*', '&*', '+@all');
+t::PB::expect(len => [1, 1, 2], port => 'auth', check => sub {
+    my $re = qr/redis "127\.0\.0\.1:\d+" refused AUTH: WRONGPASS/;
+    Test::More::cmp_ok(t::PB::log_count($re), '>=', 1,
+                       "the default user's password is refused for pb-acl");
+    Test::More::like(t::PB::redis('-p', 'auth', 'CLIENT', 'LIST'),
+                     qr/ user=pb-acl /, 'the connection is user pb-acl');
+    Test::More::is(t::PB::log_count(qr/pb-acl-password/), 0,
+                   'no password in the log');
+    t::PB::private_redis_stop('auth');
+});
+--- request eval
+["POST /hook?secret=s3cret\n" . t::PB::payload(containerId => 91),
+ "POST /default-password?secret=s3cret\n" . t::PB::payload(containerId => 92),
+ "POST /hook?secret=s3cret\n" . t::PB::payload(containerId => 93)]
+--- error_code eval
+[202, 503, 202]
+--- no_error_log
+[alert]
+[crit]
+pb-acl-password

@@ -460,3 +460,16 @@ GET /plain
 [][]
 --- no_error_log
 [error]
+
+
+
+=== TEST 36: a Redis user without a password file
+--- config
+    location = /hook {
+        phantombuster_webhook;
+        phantombuster_redis 127.0.0.1:6379 user=pb-acl;
+        phantombuster_secret off;
+    }
+--- must_die
+--- error_log
+redis "user=" needs "password_file="

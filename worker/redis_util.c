@@ -18,6 +18,7 @@ struct pb_redis_s {
     char           path[256];       /* unix socket path, or "" */
     int            port;
     int            db;
+    char           user[128];       /* a Redis 6 ACL user, or "" */
     char           password[256];
     int64_t        timeout_ms;
     int64_t        next_attempt_ms; /* reconnect no faster than this */
@@ -29,8 +30,8 @@ struct pb_redis_s {
 static int
 url_fail(char *err, size_t err_len, const char *what)
 {
-    snprintf(err, err_len, "REDIS_URL: %s (want redis://[:password@]host"
-             "[:port][/db] or unix:///path[?db=N])", what);
+    snprintf(err, err_len, "REDIS_URL: %s (want redis://[[user]:password@]"
+             "host[:port][/db] or unix:///path[?db=N])", what);
     return -1;
 }
 
@@ -49,6 +50,48 @@ number(const char *s, const char *stops, long max)
     n = strtol(s, &end, 10);
 
     return n <= max && (*end == '\0' || strchr(stops, *end)) ? n : -1;
+}
+
+
+/*
+ * s[0..n) with its %XX escapes decoded into out (of size cap), as Redis
+ * URLs carry a user or password holding ':', '@' or '/'; -1 for a bad
+ * escape, a NUL or too long.
+ */
+static int
+url_decode(const char *s, size_t n, char *out, size_t cap)
+{
+    char    hex[3] = { 0, 0, 0 };
+    char   *end;
+    size_t  i, k = 0;
+
+    for (i = 0; i < n; i++) {
+        if (k + 1 >= cap) {
+            return -1;
+        }
+
+        if (s[i] != '%') {
+            out[k++] = s[i];
+            continue;
+        }
+
+        if (n - i < 3) {
+            return -1;
+        }
+
+        hex[0] = s[i + 1];
+        hex[1] = s[i + 2];
+        out[k] = (char) strtol(hex, &end, 16);
+        if (end != hex + 2 || out[k] == '\0') {
+            return -1;
+        }
+        k++;
+        i += 2;
+    }
+
+    out[k] = '\0';
+
+    return 0;
 }
 
 
@@ -80,15 +123,17 @@ parse_url(pb_redis_t *r, const char *url, char *err, size_t err_len)
     p = url + 8;
     at = strchr(p, '@');
     if (at != NULL) {
-        /* "[user]:password@": the user part is ignored (Redis < 6 AUTH) */
+        /* "[[user]:]password@": with a user, AUTH as that ACL user */
         colon = memchr(p, ':', (size_t) (at - p));
         q = colon ? colon + 1 : p;
-        n = (size_t) (at - q);
-        if (n >= sizeof(r->password)) {
-            return url_fail(err, err_len, "password too long");
+        if (url_decode(p, colon ? (size_t) (colon - p) : 0, r->user,
+                       sizeof(r->user)) != 0
+            || url_decode(q, (size_t) (at - q), r->password,
+                          sizeof(r->password)) != 0)
+        {
+            return url_fail(err, err_len, "bad user or password (too long, "
+                            "or a bad %-escape)");
         }
-        memcpy(r->password, q, n);
-        r->password[n] = '\0';
         p = at + 1;
     }
 
@@ -218,8 +263,10 @@ ensure(pb_redis_t *r)
     tv.tv_usec = (suseconds_t) (r->timeout_ms % 1000) * 1000;
     redisSetTimeout(r->ctx, tv);
 
-    if (r->password[0]) {
-        reply = redisCommand(r->ctx, "AUTH %s", r->password);
+    if (r->user[0] || r->password[0]) {
+        reply = r->user[0]
+                ? redisCommand(r->ctx, "AUTH %s %s", r->user, r->password)
+                : redisCommand(r->ctx, "AUTH %s", r->password);
         if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
             pb_log(PB_LOG_ERROR, "redis AUTH failed", NULL);
             freeReplyObject(reply);

@@ -136,7 +136,12 @@ test_urls(void)
     memcpy(url, "redis://:", 9);
     url[sizeof(url) - 3] = '@';
     url[sizeof(url) - 2] = 'h';
-    CHECK(url_refused(url, "password too long"), "a password too long");
+    CHECK(url_refused(url, "bad user or password"), "a password too long");
+    CHECK(url_refused("redis://u:p%4@h", "bad %-escape"),
+          "a %-escape cut short");
+    CHECK(url_refused("redis://u:p%zz@h", "bad %-escape"),
+          "a %-escape that is not hex");
+    CHECK(url_refused("redis://u:p%00@h", "bad %-escape"), "an escaped NUL");
 }
 
 
@@ -174,9 +179,32 @@ test_auth_and_db(void)
           "a database that does not exist: not connected");
     pb_redis_close(r);
 
-    r = open_url("redis://user:pw@127.0.0.1:%d/2", port);
-    CHECK(r != NULL && ping(r), "password (user ignored) and db 2");
+    r = open_url("redis://default:pw@127.0.0.1:%d/2", port);
+    CHECK(r != NULL && ping(r), "the default user, its password and db 2");
     freeReplyObject(pb_redis_cmd(r, "SET k in-db-2"));
+
+    /* a Redis 6 ACL user whose password holds ':', '@' and '/' */
+    reply = pb_redis_cmd(r, "ACL SETUSER pb-acl on >a:b@c/d ~* &* +@all");
+    CHECK(reply != NULL && reply->type == REDIS_REPLY_STATUS,
+          "an ACL user is made");
+    freeReplyObject(reply);
+    pb_redis_close(r);
+
+    r = open_url("redis://pb-acl:a%%3Ab%%40c%%2Fd@127.0.0.1:%d/2", port);
+    reply = r ? pb_redis_cmd(r, "ACL WHOAMI") : NULL;
+    CHECK(reply != NULL && reply->type == REDIS_REPLY_STRING
+          && strcmp(reply->str, "pb-acl") == 0,
+          "user:password@ authenticates as that ACL user (%-escapes decoded)");
+    freeReplyObject(reply);
+    pb_redis_close(r);
+
+    r = open_url("redis://pb-acl:pw@127.0.0.1:%d/2", port);
+    CHECK(r != NULL && !ping(r) && !pb_redis_connected(r),
+          "the default user's password is not that user's: not connected");
+    pb_redis_close(r);
+
+    r = open_url("redis://nobody:pw@127.0.0.1:%d/2", port);
+    CHECK(r != NULL && !ping(r), "a user Redis does not know: not connected");
     pb_redis_close(r);
 
     r = open_url("redis://:pw@127.0.0.1:%d", port);
