@@ -317,10 +317,44 @@ ngx_http_phantombuster_redis_joins(ngx_http_phantombuster_op_t *batch,
 }
 
 
+/*
+ * The write interest hiredis asks for while the batches are formatted is
+ * held back, and what they add up to is written right away, at the end of
+ * the event loop pass that accepted them: not one pass later, after the
+ * write event has been added and reported, and without adding and
+ * deleting that event for every batch.  What the socket does not take
+ * waits for the write event as before; a connection still being opened
+ * gets its write event, which tells when it is open.
+ */
+
 static void
 ngx_http_phantombuster_redis_flush_handler(ngx_event_t *ev)
 {
-    ngx_http_phantombuster_redis_flush(ev->data);
+    ngx_http_phantombuster_redis_t *rs = ev->data;
+
+    rs->holding_write = 1;
+
+    ngx_http_phantombuster_redis_flush(rs);
+
+    rs->holding_write = 0;
+
+    if (!rs->write_held) {
+        return;
+    }
+
+    rs->write_held = 0;
+
+    if (rs->ac == NULL) {
+        return;
+    }
+
+    if (rs->ac->c.flags & REDIS_CONNECTED) {
+        /* may free the context and, through cleanup, the connection */
+        redisAsyncHandleWrite(rs->ac);
+        return;
+    }
+
+    ngx_http_phantombuster_redis_add_write(rs);
 }
 
 
@@ -1329,6 +1363,11 @@ ngx_http_phantombuster_redis_add_write(void *privdata)
 {
     ngx_http_phantombuster_redis_t *rs = privdata;
 
+    if (rs->holding_write) {
+        rs->write_held = 1;
+        return;
+    }
+
     ngx_http_phantombuster_redis_want(rs, rs->connection->write,
                                       NGX_WRITE_EVENT, 1);
 }
@@ -1338,6 +1377,8 @@ static void
 ngx_http_phantombuster_redis_del_write(void *privdata)
 {
     ngx_http_phantombuster_redis_t *rs = privdata;
+
+    rs->write_held = 0;
 
     ngx_http_phantombuster_redis_want(rs, rs->connection->write,
                                       NGX_WRITE_EVENT, 0);
@@ -1388,6 +1429,7 @@ ngx_http_phantombuster_redis_cleanup(void *privdata)
     rs->connection = NULL;
     rs->ac = NULL;
     rs->ready = 0;
+    rs->write_held = 0;
 
     if (rs->connect_timer.timer_set) {
         ngx_del_timer(&rs->connect_timer);

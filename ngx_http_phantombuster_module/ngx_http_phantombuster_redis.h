@@ -120,7 +120,8 @@ struct ngx_http_phantombuster_redis_s {
     /*
      * The pushes of this event loop iteration, one batch per queue (and
      * dedupe window and limit), each in arrival order: a batch goes out
-     * as one script call from a posted event (see redis.c).
+     * as one transaction or script call from a posted event, which then
+     * writes them at once (see redis.c).
      */
     ngx_http_phantombuster_batch_t     batches[NGX_HTTP_PHANTOMBUSTER_BATCHES];
     ngx_uint_t                         nbatches;
@@ -128,6 +129,8 @@ struct ngx_http_phantombuster_redis_s {
 
     unsigned                           ready:1;
     unsigned                           exiting:1;
+    unsigned                           holding_write:1; /* in the flush */
+    unsigned                           write_held:1;
 };
 
 
