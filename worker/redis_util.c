@@ -2,6 +2,7 @@
  * Reconnecting hiredis connection and script runner.  See redis_util.h.
  */
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,7 +76,10 @@ url_decode(const char *s, size_t n, char *out, size_t cap)
             continue;
         }
 
-        if (n - i < 3) {
+        /* strtol alone would take a sign or a space: "%+1", "% 1" */
+        if (n - i < 3 || !isxdigit((unsigned char) s[i + 1])
+            || !isxdigit((unsigned char) s[i + 2]))
+        {
             return -1;
         }
 
